@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# From a fresh machine to a trained, exported road-sign detector on the CPU,
+# using the built-in synthetic sample data. Work goes to ./demo-output.
+set -euo pipefail
+TRAINCTL_EXTRAS="cpu"
+source "$(dirname "$0")/_venv.sh"
+WORK="${DEMO_DIR:-$ROOT/demo-output}"
+mkdir -p "$WORK" && cd "$WORK"
+set -x
+trainctl data sample --out dataset/roadsign_voc
+trainctl train -c roadsign_cpu_smoke.yml --output output/roadsign_cpu_smoke
+trainctl eval -c roadsign_cpu_smoke.yml --weights output/roadsign_cpu_smoke/model_final
+trainctl export -c roadsign_cpu_smoke.yml --weights output/roadsign_cpu_smoke/model_final --output output/exported
+trainctl infer --model-dir output/exported --dir dataset/roadsign_voc/images --output output/detections
+trainctl infer -c roadsign_cpu_smoke.yml --weights output/roadsign_cpu_smoke/model_final \
+    --img dataset/roadsign_voc/images/road0.png --output output/detections_dygraph

@@ -1,0 +1,61 @@
+"""The one place that writes to the terminal.
+
+Layers below cli/ report through these functions so that --quiet, colour and
+the error format stay consistent.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+_state = {"quiet": False}
+
+
+def set_quiet(quiet: bool) -> None:
+    _state["quiet"] = quiet
+
+
+def is_quiet() -> bool:
+    return _state["quiet"]
+
+
+def _color() -> bool:
+    return sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+
+
+def echo(message: str = "", err: bool = False) -> None:
+    """Plain output (results people or tools read); never suppressed."""
+    click.echo(message, err=err)
+
+
+def info(message: str) -> None:
+    """Progress and context, to stderr; silent under --quiet."""
+    if not _state["quiet"]:
+        click.echo(message, err=True)
+
+
+def warn(message: str) -> None:
+    prefix = click.style("warning:", fg="yellow") if _color() else "warning:"
+    click.echo(f"trainctl: {prefix} {message}", err=True)
+
+
+def error(message: str) -> None:
+    prefix = click.style("error:", fg="red") if _color() else "error:"
+    click.echo(f"trainctl: {prefix} {message}", err=True)
+
+
+def table(rows: list[list[str]], headers: list[str] | None = None) -> str:
+    """Format rows as a plain, left-aligned text table."""
+    all_rows = ([headers] if headers else []) + [[str(c) for c in r] for r in rows]
+    if not all_rows:
+        return ""
+    widths = [max(len(r[i]) for r in all_rows if i < len(r)) for i in range(max(len(r) for r in all_rows))]
+    lines = []
+    for n, row in enumerate(all_rows):
+        lines.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip())
+        if headers and n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
