@@ -40,7 +40,7 @@ def find_config(name: str | Path) -> Path:
             return path
     names = bundled_configs()
     wanted = text if text.endswith(_SUFFIXES) else text + ".yml"
-    close = difflib.get_close_matches(wanted, names, n=4, cutoff=0.5)
+    close = difflib.get_close_matches(wanted, names, n=4, cutoff=0.6)
     by_file_name = {Path(n).name: n for n in names}
     for match in difflib.get_close_matches(Path(wanted).name, list(by_file_name), n=4, cutoff=0.6):
         if by_file_name[match] not in close:
