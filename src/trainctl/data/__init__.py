@@ -1,0 +1,1 @@
+"""Datasets without paddle: the synthetic sample (sample.py) and dataset checks."""

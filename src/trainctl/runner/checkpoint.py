@@ -1,0 +1,153 @@
+"""Checkpoints that are complete or absent, never half-written.
+
+ppdet's Checkpointer calls paddle.save straight onto the final names, and in
+paddle 3.x "Save checkpoint" is logged before the files are complete on disk;
+a kill at that moment leaves a truncated `N.pdparams` that a resume would pick.
+Here each file is written to a temporary name in the run directory, fsynced
+and renamed; then the checkpoint is added to `checkpoints.json` (the index,
+itself written atomically). A checkpoint exists for trainctl only when the
+index lists it and its files have the sizes the index recorded, so a file
+planted or truncated under a final name is never chosen by `--resume auto`.
+
+The index part (read_index, latest_checkpoint) is pure; saving imports paddle
+inside the functions, so this module can be imported without paddle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from trainctl.fsutil import _fsync_dir, atomic_write_text
+
+INDEX_FILE = "checkpoints.json"
+PARTS = (".pdparams", ".pdopt", ".pdema")
+
+
+def read_index(run_dir: str | os.PathLike) -> dict:
+    path = Path(run_dir) / INDEX_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {"checkpoints": [], "evals": [], "best": None}
+    data.setdefault("checkpoints", [])
+    data.setdefault("evals", [])
+    data.setdefault("best", None)
+    return data
+
+
+def write_index(run_dir: str | os.PathLike, index: dict) -> None:
+    atomic_write_text(Path(run_dir) / INDEX_FILE, json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def is_complete(run_dir: str | os.PathLike, entry: dict) -> bool:
+    """True when every file the index recorded for the checkpoint is there with its recorded size."""
+    files = entry.get("files") or {}
+    if ".pdparams" not in files:
+        return False
+    for suffix, size in files.items():
+        path = Path(run_dir) / (entry["name"] + suffix)
+        try:
+            if path.stat().st_size != size:
+                return False
+        except FileNotFoundError:
+            return False
+    return True
+
+
+def latest_checkpoint(run_dir: str | os.PathLike, need_optimizer: bool = True) -> dict | None:
+    """The newest complete checkpoint of a run (by epoch, then time), or None.
+
+    Only checkpoints listed in the index count; best_model is a copy of an
+    epoch's weights and is never a resume point.
+    """
+    candidates = [
+        e
+        for e in read_index(run_dir)["checkpoints"]
+        if e["name"] != "best_model" and is_complete(run_dir, e) and (not need_optimizer or ".pdopt" in e["files"])
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda e: (e["epoch"], e.get("time", 0)))
+
+
+def checkpoint_stem(run_dir: str | os.PathLike, entry: dict) -> str:
+    return str(Path(run_dir) / entry["name"])
+
+
+def _save_atomic(obj, path: Path) -> int:
+    """paddle.save to a temporary name, fsync, rename; return the size."""
+    import paddle
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        paddle.save(obj, str(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+            size = os.fstat(f.fileno()).st_size
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return size
+
+
+def save_checkpoint(
+    run_dir: str | os.PathLike,
+    name: str,
+    params: dict,
+    optimizer=None,
+    epoch: int = 0,
+    ema_params: dict | None = None,
+    keep: int | None = None,
+) -> dict:
+    """Write `<name>.pdparams` (+ `.pdopt`, `.pdema`) atomically and list them in the index.
+
+    With ema_params, as ppdet does, the EMA weights go to .pdparams (they are
+    what eval and export use) and the raw weights to .pdema.
+    `keep` deletes the oldest numbered (epoch) checkpoints beyond the newest N.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, int] = {}
+    if ema_params is not None:
+        files[".pdparams"] = _save_atomic(ema_params, run_dir / f"{name}.pdparams")
+        files[".pdema"] = _save_atomic(params, run_dir / f"{name}.pdema")
+    else:
+        files[".pdparams"] = _save_atomic(params, run_dir / f"{name}.pdparams")
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        state["last_epoch"] = epoch
+        files[".pdopt"] = _save_atomic(state, run_dir / f"{name}.pdopt")
+    _fsync_dir(run_dir)
+
+    index = read_index(run_dir)
+    entry = {"name": name, "epoch": epoch, "time": time.time(), "files": files}
+    index["checkpoints"] = [e for e in index["checkpoints"] if e["name"] != name] + [entry]
+    doomed: list[dict] = []
+    if keep is not None and keep > 0:
+        numbered = sorted((e for e in index["checkpoints"] if e["name"].isdigit()), key=lambda e: e["epoch"])
+        doomed = numbered[:-keep] if len(numbered) > keep else []
+        index["checkpoints"] = [e for e in index["checkpoints"] if e not in doomed]
+    write_index(run_dir, index)  # the checkpoint exists from here on; deleted ones are gone from here on
+    for e in doomed:
+        for suffix in PARTS:
+            try:
+                os.unlink(run_dir / (e["name"] + suffix))
+            except FileNotFoundError:
+                pass
+    return entry
+
+
+def record_eval(run_dir: str | os.PathLike, epoch: int, results: dict, best_name: str | None = None) -> None:
+    """Add one evaluation (e.g. {"bbox": 0.53}) to the index; best_name marks a new best model."""
+    index = read_index(run_dir)
+    index["evals"].append({"epoch": epoch, "time": time.time(), "results": results})
+    if best_name is not None:
+        index["best"] = {"name": best_name, "epoch": epoch, "results": results}
+    write_index(run_dir, index)

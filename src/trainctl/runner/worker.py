@@ -1,0 +1,200 @@
+"""The worker process: `python -m trainctl.runner.worker --job RUN_DIR/job.json`.
+
+Started by the launcher, alone or once per device under paddle.distributed.launch.
+It follows the sequence of PaddleDetection's tools/train.py and tools/eval.py
+with ppdet's Python API: load the config, pick the device, init the parallel
+env, build the Trainer, load resume / weights / pretrained weights, then train
+or evaluate. Checkpoints go to the run directory, written atomically.
+
+Exit codes: 0 done, 2 user error (one line on stderr), 1 runtime failure.
+stdout and stderr are the worker's log; the last line says how it ended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from trainctl import output
+from trainctl.errors import RuntimeFailure, TrainctlError, UserError
+from trainctl.fsutil import atomic_write_text
+from trainctl.runner.job import Job
+
+EVAL_FILE = "eval.json"
+
+
+def _log(message: str) -> None:
+    output.echo(f"[trainctl worker] {message}", err=True)
+
+
+def run(job: Job) -> dict:
+    """Run one job in this process; return a summary for the final line."""
+    from trainctl.runner import session
+
+    rank, world_size = session.world()
+    cfg = session.load_flat_config(job.config)
+    Path(job.run_dir).mkdir(parents=True, exist_ok=True)
+
+    # check what a user can get wrong before building anything heavy
+    if job.task == "train":
+        session.check_datasets(cfg, ["TrainDataset"] + (["EvalDataset"] if job.eval_during_train else []))
+    elif job.task == "eval":
+        session.check_datasets(cfg, ["EvalDataset"])
+    else:
+        raise UserError(f"unknown task {job.task!r} in job file", hint="task is 'train' or 'eval'")
+
+    import paddle
+
+    place = session.setup_device(cfg, job.device, world_size)
+    if world_size > 1:
+        paddle.distributed.init_parallel_env()
+    _log(f"task {job.task}, rank {rank} of {world_size}, device {place}, paddle {paddle.__version__}")
+    if job.seed is not None:
+        _set_seed(job.seed + rank)
+    cfg["save_dir"] = job.run_dir
+    if job.amp:
+        cfg["amp"] = True
+    if job.vdl:
+        cfg["use_vdl"] = True
+        cfg["vdl_log_dir"] = os.path.join(job.run_dir, "vdl")
+    if job.task == "train":
+        return _train(job, cfg, rank)
+    return _evaluate(job, cfg)
+
+
+def _set_seed(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import paddle
+
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
+
+
+def _train(job: Job, cfg, rank: int) -> dict:
+    from ppdet.engine import Trainer
+
+    from trainctl.runner import session
+    from trainctl.runner.callbacks import install_callbacks
+    from trainctl.weights import resolve_pretrained
+
+    resume = session.resume_path(job.resume, job.run_dir) if job.resume else None
+    if job.resume == "auto" and resume is None:
+        _log(f"--resume auto: no complete checkpoint in {job.run_dir} yet, starting from scratch")
+    pretrained = None
+    if not resume and not job.weights:
+        pretrained = resolve_pretrained(cfg.get("pretrain_weights"))
+
+    trainer = Trainer(cfg, mode="train")
+    install_callbacks(trainer, job)
+    if resume:
+        session.load_weights_strict(trainer.model, resume, cfg.architecture)  # clear error first
+        trainer.resume_weights(resume)
+        _log(f"resumed from {resume} at epoch {trainer.start_epoch}")
+    elif job.weights:
+        path, skipped = session.load_weights_finetune(trainer.model, job.weights)
+        _log(f"fine-tuning from {path}" + (f"; skipped {len(skipped)} parameters that do not fit: {', '.join(skipped[:10])}" if skipped else ""))
+    elif pretrained:
+        trainer.load_weights(pretrained)
+        _log(f"pretrained weights {pretrained}")
+    else:
+        _log("no pretrained weights: training from scratch")
+
+    trainer.train(validate=job.eval_during_train)
+
+    if rank == 0:
+        label_list = session.label_list_candidates(cfg)
+        for candidate in label_list:
+            if os.path.isfile(candidate):
+                shutil.copyfile(candidate, os.path.join(job.run_dir, "label_list.txt"))  # infer/export find class names here
+                break
+    from trainctl.runner.checkpoint import read_index
+
+    index = read_index(job.run_dir)
+    final = os.path.join(job.run_dir, "model_final.pdparams")
+    summary = {"task": "train", "epochs": int(cfg.epoch), "start_epoch": int(trainer.start_epoch), "final": final if os.path.exists(final) else None}
+    if index.get("best"):
+        summary["best"] = index["best"]
+    return summary
+
+
+def _evaluate(job: Job, cfg) -> dict:
+    from ppdet.engine import Trainer
+
+    from trainctl.runner import session
+    from trainctl.runner.callbacks import MetricRecorder
+
+    weights = job.weights or cfg.get("weights")
+    if not weights:
+        raise UserError("no weights to evaluate", hint="pass --weights PATH (e.g. output/<config>/model_final)")
+    from trainctl.weights import resolve_weights
+
+    weights = resolve_weights(weights, "weights")  # fail before building the model
+    trainer = Trainer(cfg, mode="eval")
+    recorder = MetricRecorder(trainer)
+    trainer._compose_callback._callbacks.append(recorder)
+    path = session.load_weights_strict(trainer.model, weights, cfg.architecture)
+    trainer.evaluate()
+    if not recorder.results:
+        raise RuntimeFailure("evaluation produced no metric", hint="check that the eval dataset has annotated images")
+    result = {
+        "task": "eval",
+        "weights": path,
+        "metric": cfg.metric,
+        "results": recorder.results[-1],
+        "images": recorder.samples,
+        "time": time.time(),
+    }
+    atomic_write_text(os.path.join(job.run_dir, EVAL_FILE), json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def final_line(summary: dict) -> str:
+    if summary.get("task") == "eval":
+        metrics = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary["results"].items())
+        return f"eval done: {summary['metric']} mAP ({metrics}) on {summary.get('images', '?')} images, weights {summary['weights']}"
+    text = f"train done: epochs {summary['start_epoch']}..{summary['epochs']}, final weights {summary['final']}"
+    if summary.get("best"):
+        best = summary["best"]
+        text += f", best {best['results']} at epoch {best['epoch']}"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainctl.runner.worker", description="trainctl worker process")
+    parser.add_argument("--job", required=True, help="path of the job file (job.json) the launcher wrote")
+    args = parser.parse_args(argv)
+    try:
+        try:
+            job = Job.load(args.job)
+        except FileNotFoundError as exc:
+            raise UserError(f"job file not found: {args.job}") from exc
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"bad job file {args.job}: {exc}") from exc
+        summary = run(job)
+    except TrainctlError as exc:
+        if os.environ.get("TRAINCTL_DEBUG", "") not in ("", "0"):
+            traceback.print_exc()
+        output.error(exc.one_line())
+        return exc.exit_code
+    except KeyboardInterrupt:
+        output.error("worker interrupted")
+        return 130
+    except Exception as exc:  # a failure inside paddle/ppdet: the log keeps the traceback
+        traceback.print_exc()
+        output.error(f"worker failed: {type(exc).__name__}: {exc}")
+        return 1
+    _log(final_line(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
