@@ -202,11 +202,15 @@ def nccl_code_to_version(code: str | None) -> str | None:
     return f"{n // 1000}.{n // 100 % 10}.{n % 100}"
 
 
+def _nccl_code(raw: str | None) -> int | None:
+    return int(raw) if raw and raw.isdigit() and int(raw) > 0 else None
+
+
 def paddle_facts() -> dict[str, Any]:
     dists = _dists_for("paddle")
     if not dists:
         return {"installed": False, "distribution": None, "version": None, "commit": None, "cuda_build": False,
-                "cuda": None, "cudnn": None, "nccl": None, "location": None, "install_hint": INSTALL_HINT_CPU}
+                "cuda": None, "cudnn": None, "nccl": None, "nccl_code": None, "location": None, "install_hint": INSTALL_HINT_CPU}
     dist = dists[0]
     version_file = Path(str(dist.locate_file("paddle/version/__init__.py")))
     consts = read_paddle_version_file(version_file)
@@ -220,6 +224,7 @@ def paddle_facts() -> dict[str, Any]:
         "cuda": cuda,
         "cudnn": _build_value(consts.get("cudnn_version")),
         "nccl": nccl_code_to_version(_build_value(consts.get("nccl_version"))),
+        "nccl_code": _nccl_code(_build_value(consts.get("nccl_version"))),
         "with_mkl": consts.get("with_mkl"),
         "location": str(version_file.parent.parent),
         "all_distributions": [d.metadata["Name"] for d in dists],
@@ -291,8 +296,13 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
-def host_facts(sys_root: str = "/sys", proc_root: str = "/proc") -> dict[str, Any]:
-    """GPUs, interfaces, HCAs, GPUDirect and the `--net auto` choice, from the launch layer's probes."""
+def host_facts(sys_root: str = "/sys", proc_root: str = "/proc", nccl_code: int | None = None) -> dict[str, Any]:
+    """GPUs, interfaces, HCAs, GPUDirect and the `--net auto` choice, from the launch layer's probes.
+
+    `--net auto` depends on the job: doctor reports the choice for a multi-node
+    job on this host's device (GPU if nvidia-smi lists one, else CPU), and what a
+    GPU job would get on one node and on several.
+    """
     out: dict[str, Any] = {"errors": {}}
     try:
         from trainctl.launch import hostinfo
@@ -321,8 +331,16 @@ def host_facts(sys_root: str = "/sys", proc_root: str = "/proc") -> dict[str, An
         out["errors"]["net_auto"] = f"trainctl.launch.netpresets unavailable: {exc}"
     else:
         try:
-            name, reason = netpresets.choose_auto(sys_root=sys_root, proc_root=proc_root)
-            out["net_auto"] = {"preset": name, "reason": reason}
+            facts = netpresets.HostFacts.probe(sys_root=sys_root, proc_root=proc_root, nccl_code=nccl_code)
+            device = "gpu" if out.get("gpus") else "cpu"
+            choice = {}
+            for label, dev, nnodes in (("this_host", device, 2), ("gpu_single_node", "gpu", 1),
+                                       ("gpu_multi_node", "gpu", 2)):
+                name, reason = netpresets.choose_auto(facts, device=dev, nnodes=nnodes)
+                choice[label] = {"preset": name, "reason": reason}
+            out["net_auto"] = {"device": device, "preset": choice["this_host"]["preset"],
+                               "reason": choice["this_host"]["reason"],
+                               "gpu_single_node": choice["gpu_single_node"], "gpu_multi_node": choice["gpu_multi_node"]}
         except Exception as exc:
             out["errors"]["net_auto"] = f"{type(exc).__name__}: {exc}"
     return out
@@ -420,7 +438,7 @@ def collect(sys_root: str = "/sys", proc_root: str = "/proc", check: bool = Fals
                                        f"{sys.version_info.major}.{sys.version_info.minor}"),
         "libstdcxx": libstdcxx_facts(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        "host": host_facts(sys_root=sys_root, proc_root=proc_root),
+        "host": host_facts(sys_root=sys_root, proc_root=proc_root, nccl_code=paddle.get("nccl_code")),
         "check": None,
     }
     if check:
@@ -549,7 +567,10 @@ def judge(report: dict[str, Any]) -> list[Item]:
         add(Item("network", "gpudirect rdma", str(gd) if gd else "no module (nvidia_peermem / nv_peer_mem not loaded)", "info"))
     auto = host.get("net_auto")
     if auto:
-        add(Item("network", "--net auto", f"{auto['preset']}: {auto['reason']}", "info"))
+        add(Item("network", "--net auto", f"{auto['preset']} for a multi-node {auto['device'].upper()} job: {auto['reason']}", "info"))
+        if auto["device"] != "gpu":
+            multi = auto["gpu_multi_node"]
+            add(Item("network", "--net auto (GPU)", f"{multi['preset']} for a multi-node GPU job: {multi['reason']}", "info"))
     else:
         add(Item("network", "--net auto", "unknown: " + host["errors"].get("net_auto", ""), "warn"))
 
@@ -603,6 +624,13 @@ def _port_text(port: Any) -> str:
     return f"{_get(port, 'hca')}:{_get(port, 'port')} {_get(port, 'state')} {kind}"
 
 
+def _auto_text(auto: dict | None) -> str:
+    if not auto:
+        return "unknown"
+    return (f"{auto['preset']} (multi-node {auto['device'].upper()} job); "
+            f"GPU jobs: {auto['gpu_single_node']['preset']} on one node, {auto['gpu_multi_node']['preset']} on several")
+
+
 def exit_code(report: dict[str, Any]) -> int:
     return 1 if report["status"] == "fail" else 0
 
@@ -653,7 +681,7 @@ def render_bug_report(report: dict[str, Any]) -> str:
         f"- network interfaces: {_fmt_list([_iface_text(i) for i in host.get('interfaces') or []])}",
         f"- RDMA ports: {_fmt_list([_port_text(p) for p in host.get('ib_ports') or []])}",
         f"- GPUDirect RDMA module: {host.get('gpudirect_module') or 'none'}",
-        f"- --net auto: {(host.get('net_auto') or {}).get('preset', 'unknown')}",
+        f"- --net auto: {_auto_text(host.get('net_auto'))}",
     ]
     if report.get("check") is not None:
         c = report["check"]

@@ -328,11 +328,10 @@ def check_dataset(spec: DatasetSpec, ds: DatasetReport, max_images: int | None =
         return
     if not spec.dataset_dir or not os.path.isdir(spec.dataset_dir):
         hint = f"; create the sample with: {SAMPLE_COMMAND.format(dir=spec.dataset_dir)}" if _looks_like_sample(spec) else ""
-        ds.add(ERROR, "missing-dataset-dir", f"dataset directory '{_display(spec.dataset_dir)}' does not exist{hint}",
-               spec.dataset_dir)
+        ds.add(ERROR, "missing-dataset-dir", f"dataset directory '{_display(spec.dataset_dir)}' does not exist{hint}")
         return
     if not spec.anno_file or not os.path.isfile(spec.anno_file):
-        ds.add(ERROR, "missing-annotation-file", f"annotation file '{spec.anno_file}' does not exist", spec.anno_file or "")
+        ds.add(ERROR, "missing-annotation-file", f"annotation file '{spec.anno_file}' does not exist")
         return
     if spec.kind == "VOC":
         from trainctl.data.voc import check_voc
