@@ -88,16 +88,31 @@ class NodePlan:
     log_dir: str
     local: bool  # this machine runs this node
 
-    def shell_command(self, mask: bool = True) -> str:
-        """One line a shell runs as-is: `env -u STALE K=V ... argv`."""
+    def shell_command(self, mask: bool = True, multiline: bool = False) -> str:
+        """What a shell runs as-is: `env -u STALE K=V ... argv` (shlex-quoted).
+
+        multiline=True breaks it with backslash-newlines before the launcher
+        and before the worker, for people; the shell reads it the same way.
+        """
         env = envutil.mask_secrets(self.env) if mask else self.env
-        parts: list[str] = []
+        head: list[str] = []
         if self.unset:
-            parts.append("env")
+            head.append("env")
             for name in self.unset:
-                parts += ["-u", name]
-        parts += [f"{k}={v}" for k, v in env.items()]
-        return shlex.join(parts + self.argv)
+                head += ["-u", name]
+        head += [f"{k}={v}" for k, v in env.items()]
+        if not multiline:
+            return shlex.join(head + self.argv)
+        groups = [head] if head else []
+        try:
+            split = self.argv.index(WORKER_MODULE) - 2  # "<python> -m trainctl.runner.worker"
+        except ValueError:
+            split = 0
+        if split > 0:
+            groups += [self.argv[:split], self.argv[split:]]
+        else:
+            groups.append(self.argv)
+        return " \\\n    ".join(shlex.join(g) for g in groups)
 
 
 @dataclass
@@ -116,6 +131,7 @@ class Plan:
     lr: LRReport | None = None
     omp_rule: str | None = None
     warnings: list[str] = field(default_factory=list)
+    config_name: str = ""
 
     @property
     def local_node(self) -> NodePlan:
@@ -124,6 +140,7 @@ class Plan:
     def to_dict(self, mask: bool = True) -> dict:
         data = {
             "task": self.task,
+            "config_name": self.config_name,
             "run_dir": self.run_dir,
             "job_file": self.job_file,
             "launcher": self.launcher,
@@ -390,7 +407,7 @@ def _fleetrun_path(python: str) -> str:
 def format_plan(plan: Plan, dry_run: bool = True) -> str:
     """The human form of a plan (what `--dry-run` prints)."""
     lines = []
-    title = f"trainctl plan: {plan.task}" + (" (dry run: nothing started, nothing written)" if dry_run else "")
+    title = f"trainctl plan: {plan.task} {plan.config_name}".rstrip() + (" (dry run: nothing started, nothing written)" if dry_run else "")
     lines.append(title)
     rows = [
         ("run dir", plan.run_dir),
@@ -432,7 +449,7 @@ def format_plan(plan: Plan, dry_run: bool = True) -> str:
         where = "this host" if item.local else (f"host {item.host}" if item.host else f"the host of node {item.rank}")
         label = f"node {item.rank} ({where})" if plan.nnodes > 1 else "command"
         lines.append(f"{label}, in {item.cwd}:")
-        lines.append("  " + item.shell_command(mask=True))
+        lines.append("  " + item.shell_command(mask=True, multiline=True))
     if plan.nnodes > 1:
         lines.append("")
         lines.append("(or run the same trainctl command on every node with its own --node-rank)")

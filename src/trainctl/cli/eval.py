@@ -1,0 +1,36 @@
+"""`trainctl eval`: evaluate weights on a config's eval dataset, on the same devices and nodes as train."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from trainctl.cli.train import launch_options, launch_options_from
+
+
+@click.command("eval", context_settings={"max_content_width": 100})
+@click.option("-c", "--config", required=True, help="Config file, or the name of a bundled config.")
+@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value (repeatable).")
+@click.option("--weights", metavar="W", help="Weights to evaluate (default: the config's `weights`).")
+@click.option("--output", metavar="DIR", help="Run directory (default output/<config name>/eval).")
+@click.option("--no-data-check", is_flag=True, help="Skip the dataset check before launch.")
+@launch_options
+def eval_cmd(config, overrides, weights, output, no_data_check, **launch_kwargs) -> None:
+    """Evaluate weights and print the metric (VOC mAP or COCO AP).
+
+    \b
+    Examples:
+      trainctl eval -c roadsign_cpu_smoke.yml --weights output/roadsign_cpu_smoke/model_final
+      trainctl eval -c roadsign.yml --weights output/roadsign/best_model --gpus 0,1
+      trainctl eval -c roadsign.yml --gpus 0 --dry-run
+    """
+    from trainctl.launch import flow
+
+    topts = flow.TaskOptions(config=config, overrides=list(overrides), weights=weights, output=output,
+                             no_data_check=no_data_check, dry_run=launch_kwargs.pop("dry_run"))
+    lopts = launch_options_from(launch_kwargs)
+    code = flow.run("eval", topts, lopts, argv=["trainctl"] + sys.argv[1:])
+    if code:
+        raise click.exceptions.Exit(code)

@@ -1,0 +1,100 @@
+"""`trainctl train`: one CPU, several GPUs or many hosts, through one launch plan."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+DRY_RUN_HELP = "Print the launch plan (--dry-run) or its JSON (--dry-run=json) and start nothing."
+
+
+def launch_options(func):
+    """The device, node, network and LR flags shared by train and eval."""
+    options = [
+        click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
+                     help="auto: GPUs when --gpus is given or paddle has CUDA and a GPU is visible."),
+        click.option("--gpus", "--devices", "gpus", metavar="IDS",
+                     help="GPU ids, e.g. 0,1 (indices into CUDA_VISIBLE_DEVICES); one process per GPU."),
+        click.option("--nproc", type=int, metavar="N", help="CPU worker processes on this node (gloo)."),
+        click.option("--launcher", type=click.Choice(["paddle", "fleetrun"]), default="paddle", show_default=True,
+                     help="python -m paddle.distributed.launch or fleetrun, for more than one process."),
+        click.option("--nnodes", type=int, default=1, show_default=True, help="Number of nodes."),
+        click.option("--node-rank", type=int, default=0, show_default=True, help="This node's rank (0 hosts the master)."),
+        click.option("--master", metavar="HOST:PORT", help="Address of node 0 and a free port; the same on every node."),
+        click.option("--host", metavar="IP", help="This node's address (default: the one on the route to the master)."),
+        click.option("--ips", metavar="IP,IP", help="Legacy: the nodes' addresses; rank = position of this host."),
+        click.option("--net", default="auto", show_default=True, metavar="PRESET|FILE.yml",
+                     help="Network preset: auto, nccl, tcp, rdma, gpudirect, gloo, or a preset YAML file."),
+        click.option("--ifname", metavar="IF", help="Interface for sockets/bootstrap (NCCL/GLOO_SOCKET_IFNAME)."),
+        click.option("--hca", metavar="LIST", help="RDMA ports for NCCL_IB_HCA, e.g. mlx5_0:1,mlx5_1:1."),
+        click.option("--gid-index", type=int, help="NCCL_IB_GID_INDEX for RoCE."),
+        click.option("--gdr-level", default="PHB", show_default=True, help="NCCL_NET_GDR_LEVEL for --net gpudirect."),
+        click.option("--nccl-debug", is_flag=True, help="NCCL_DEBUG=INFO, NCCL_DEBUG_SUBSYS=INIT,NET (shows the transport)."),
+        click.option("--env", "env", multiple=True, metavar="KEY=VAL", help="Set a worker environment variable (wins)."),
+        click.option("--dry-run", type=click.Choice(["text", "json"]), is_flag=False, flag_value="text",
+                     default=None, help=DRY_RUN_HELP),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | None = None):
+    from trainctl.launch.plan import LaunchOptions
+
+    return LaunchOptions(
+        device=kwargs["device"], gpus=kwargs["gpus"], nproc=kwargs["nproc"], launcher=kwargs["launcher"],
+        nnodes=kwargs["nnodes"], node_rank=kwargs["node_rank"], master=kwargs["master"], host=kwargs["host"],
+        ips=kwargs["ips"], net=kwargs["net"], ifname=kwargs["ifname"], hca=kwargs["hca"],
+        gid_index=kwargs["gid_index"], gdr_level=kwargs["gdr_level"], nccl_debug=kwargs["nccl_debug"],
+        env=tuple(kwargs["env"]), lr_scale=lr_scale, ref_gpus=ref_gpus,
+    )
+
+
+@click.command("train", context_settings={"max_content_width": 100})
+@click.option("-c", "--config", required=True, help="Config file, or the name of a bundled config (roadsign.yml).")
+@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value (repeatable); list items by index: a.0.b=1.")
+@click.option("--eval", "eval_during_train", is_flag=True, help="Evaluate after each snapshot epoch.")
+@click.option("-r", "--resume", metavar="CKPT|auto", help="Resume weights, optimizer and epoch from a checkpoint.")
+@click.option("--weights", metavar="W", help="Start from these weights (fine-tune; mismatched shapes skipped).")
+@click.option("--amp", is_flag=True, help="Automatic mixed precision (GPU).")
+@click.option("--output", metavar="DIR", help="Run directory (default output/<config name>).")
+@click.option("--no-pretrained", is_flag=True, help="Ignore the config's pretrain_weights (train from scratch).")
+@click.option("--sample-data", is_flag=True, help="Write the built-in sample dataset where the config expects data, if missing.")
+@click.option("--no-data-check", is_flag=True, help="Skip the dataset check before launch.")
+@click.option("--vdl", is_flag=True, help="Write VisualDL scalars under the run directory.")
+@click.option("--lr-scale", type=click.Choice(["linear", "sqrt", "none"]), default="linear", show_default=True,
+              help="Scale base_lr and warmup steps from the reference setup to this total batch.")
+@click.option("--ref-gpus", type=int, metavar="N",
+              help="GPUs the config's LR is tuned for (default: config key trainctl.ref_gpus, else 8).")
+@launch_options
+def train(config, overrides, eval_during_train, resume, weights, amp, output, no_pretrained, sample_data,
+          no_data_check, vdl, lr_scale, ref_gpus, **launch_kwargs) -> None:
+    """Train a model: one process, several devices, or several nodes.
+
+    \b
+    Examples:
+      trainctl train -c roadsign_cpu_smoke.yml --sample-data          # CPU, one process
+      trainctl train -c roadsign.yml --gpus 0,1                        # 2 GPUs, LR scaled 2/8
+      trainctl train -c roadsign.yml --gpus 0,1 --dry-run             # print the plan only
+      trainctl train -c roadsign_cpu_smoke.yml --nproc 2               # 2 CPU processes (gloo)
+    \b
+    Several nodes (the same command on each, with its own --node-rank):
+      trainctl train -c roadsign.yml --gpus 0,1,2,3 --nnodes 2 --node-rank 0 \\
+          --master 10.0.0.1:8090 --net rdma
+    \b
+    Network presets: --net auto|nccl|tcp|rdma|gpudirect|gloo|FILE.yml; see docs/distributed.md.
+    """
+    from trainctl.launch import flow
+
+    topts = flow.TaskOptions(
+        config=config, overrides=list(overrides), eval_during_train=eval_during_train, resume=resume,
+        weights=weights, amp=amp, output=output, no_pretrained=no_pretrained, sample_data=sample_data,
+        no_data_check=no_data_check, vdl=vdl, dry_run=launch_kwargs.pop("dry_run"),
+    )
+    lopts = launch_options_from(launch_kwargs, lr_scale=lr_scale, ref_gpus=ref_gpus)
+    code = flow.run("train", topts, lopts, argv=["trainctl"] + sys.argv[1:])
+    if code:
+        raise click.exceptions.Exit(code)

@@ -1,0 +1,263 @@
+"""Run this node's part of a Plan and watch it.
+
+One process: the worker itself. Several: `python -m paddle.distributed.launch`
+(or fleetrun), which starts one worker per device and writes
+`<run>/logs/workerlog.N`; it prints local rank 0's log, which we stream.
+
+Process hygiene:
+- the child starts in its own session, so a terminal Ctrl-C reaches only us;
+  we forward SIGINT/SIGTERM to the child's process group, and escalate to
+  SIGKILL after a grace period or on a second signal;
+- paddle launch puts each worker in a session of its own (os.setsid), so a
+  group kill of the launcher does not reach them. Every worker therefore
+  inherits TRAINCTL_RUN_ID=<unique id>; when the launcher is gone we find
+  leftovers by that marker in /proc/<pid>/environ and kill them. We are also
+  a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so orphaned workers
+  become our children and are reaped, not left as zombies.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainctl.launch import envutil
+from trainctl.launch.plan import NodePlan, Plan
+
+RUN_ID_VAR = "TRAINCTL_RUN_ID"
+GRACE_SECONDS = 20.0
+TAIL_LINES = 30
+_FAILED_RE = re.compile(r"Container rank (\d+) status (\w+) cmd .*? code (-?\d+) log (\S+)")
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@dataclass
+class ExecResult:
+    exit_code: int
+    status: str  # "done", "failed", "interrupted"
+    signal: int | None = None  # the signal that interrupted us
+    failed_rank: int | None = None  # global rank
+    failed_local_rank: int | None = None
+    failed_code: int | None = None
+    failed_log: str | None = None
+    log_tail: list[str] = field(default_factory=list)
+    leftovers_killed: list[int] = field(default_factory=list)
+
+    def failure_dict(self) -> dict | None:
+        if self.status == "done":
+            return None
+        return {"rank": self.failed_rank, "local_rank": self.failed_local_rank, "code": self.failed_code,
+                "log": self.failed_log, "signal": self.signal, "tail": self.log_tail[-TAIL_LINES:]}
+
+
+def _become_subreaper() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def processes_with_marker(run_id: str, proc_root: str = "/proc") -> list[int]:
+    """Live processes (not zombies) whose environment carries TRAINCTL_RUN_ID=run_id."""
+    needle = f"{RUN_ID_VAR}={run_id}".encode()
+    found = []
+    me = os.getpid()
+    for entry in Path(proc_root).iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            if needle not in environ.split(b"\0"):
+                continue
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state = stat.rsplit(")", 1)[-1].split()[0]
+        if state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def kill_leftovers(run_id: str, grace: float = 3.0) -> list[int]:
+    """SIGTERM, then SIGKILL, every live process of this run; reap our own children."""
+    pids = processes_with_marker(run_id)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and processes_with_marker(run_id):
+        _reap(pids)
+        time.sleep(0.1)
+    for pid in processes_with_marker(run_id):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    time.sleep(0.1)
+    _reap(pids)
+    return pids
+
+
+def _reap(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def _tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
+
+
+class _Pump(threading.Thread):
+    """Copies the child's output to our stdout (and a log file), remembering the tail."""
+
+    def __init__(self, stream, sink, log_file=None):
+        super().__init__(daemon=True)
+        self.stream, self.sink, self.log_file = stream, sink, log_file
+        self.tail: collections.deque[str] = collections.deque(maxlen=200)
+        self.failures: list[tuple[int, str, int, str]] = []
+
+    def run(self) -> None:
+        for raw in iter(self.stream.readline, b""):
+            try:
+                self.sink.write(raw)
+                self.sink.flush()
+            except (OSError, ValueError):
+                pass
+            if self.log_file:
+                self.log_file.write(raw)
+                self.log_file.flush()
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.tail.append(line)
+            match = _FAILED_RE.search(line)
+            if match and match.group(2).lower().startswith("fail"):
+                self.failures.append((int(match.group(1)), match.group(2), int(match.group(3)), match.group(4)))
+        self.stream.close()
+
+
+def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] | None = None,
+             grace: float = GRACE_SECONDS, sink=None) -> ExecResult:
+    """Start this node's command, stream its output, wait, clean up; never leaves workers behind."""
+    node = node or plan.local_node
+    run_id = uuid.uuid4().hex
+    env = envutil.clean_environ(dict(os.environ if environ is None else environ), node.unset)
+    env.update(node.env)
+    env[RUN_ID_VAR] = run_id
+    log_dir = Path(node.cwd) / node.log_dir
+    log_dir.mkdir(parents=True, exist_ok=True)
+    direct = plan.launcher == "direct"
+    log_path = log_dir / ("workerlog.0" if direct else "launcher.log")
+    sink = sink or sys.stdout.buffer
+
+    _become_subreaper()
+    received: list[int] = []
+    log_file = open(log_path, "ab")
+    try:
+        child = subprocess.Popen(node.argv, cwd=node.cwd, env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as exc:
+        log_file.close()
+        from trainctl.errors import RuntimeFailure
+        raise RuntimeFailure(f"could not start {node.argv[0]}: {exc.strerror}") from exc
+
+    def forward(signum, _frame):
+        received.append(signum)
+        sig = signal.SIGKILL if len(received) > 1 else signum
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)} \
+        if threading.current_thread() is threading.main_thread() else {}
+    pump = _Pump(child.stdout, sink, log_file)
+    pump.start()
+    try:
+        while True:
+            try:
+                code = child.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if received and grace is not None:
+                # first signal forwarded; give the child `grace` seconds, then kill the group
+                start = time.monotonic()
+                while child.poll() is None and time.monotonic() - start < grace and len(received) < 2:
+                    time.sleep(0.2)
+                if child.poll() is None:
+                    try:
+                        os.killpg(child.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        pump.join(timeout=5)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        killed = kill_leftovers(run_id)
+        log_file.close()
+
+    result = ExecResult(exit_code=code, status="done" if code == 0 else "failed", leftovers_killed=killed)
+    if received:
+        result.status, result.signal = "interrupted", received[0]
+        result.exit_code = 128 + received[0]
+    if code == 0 and not received:
+        return result
+    if direct:
+        result.failed_rank, result.failed_local_rank, result.failed_code = 0, 0, code
+        result.failed_log = str(Path(node.log_dir) / "workerlog.0")
+        result.log_tail = list(pump.tail)[-TAIL_LINES:]
+        return result
+    if pump.failures:
+        local, _, failed_code, log = pump.failures[0]
+        result.failed_local_rank, result.failed_code = local, failed_code
+        result.failed_rank = plan.node_rank * plan.device.nproc_per_node + local
+        result.failed_log = str(Path(node.log_dir) / f"workerlog.{local}")
+        result.log_tail = _tail(log_dir / f"workerlog.{local}") or _tail(Path(log))
+    else:
+        result.log_tail = list(pump.tail)[-TAIL_LINES:]
+    return result
+
+
+def describe_failure(result: ExecResult, plan: Plan) -> str:
+    if result.status == "interrupted":
+        name = signal.Signals(result.signal).name if result.signal else "a signal"
+        return f"interrupted by {name}; all workers stopped"
+    if result.failed_rank is None:
+        if plan.nnodes > 1:
+            return (f"the launcher exited with code {result.exit_code} and no local worker failed: "
+                    "a worker on another node probably failed (see that node's logs)")
+        return f"the launcher exited with code {result.exit_code}"
+    code = result.failed_code
+    how = f"exit code {code}"
+    if code is not None and code < 0:
+        try:
+            how = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+    where = f"rank {result.failed_rank}"
+    if plan.nnodes > 1 or plan.world_size > 1:
+        where += f" (node {plan.node_rank}, local rank {result.failed_local_rank})"
+    return f"worker {where} failed with {how}; log: {result.failed_log}"

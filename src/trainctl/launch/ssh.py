@@ -1,0 +1,407 @@
+"""One command for many hosts: plan the per-host ssh commands and run them.
+
+Every host runs trainctl's own single-node launch for its rank:
+
+    ssh -o BatchMode=yes ... -- HOST \\
+      'cd WORKDIR && exec env K=V ... PYTHON -m trainctl.launch.guard --grace G -- \\
+       PYTHON -m trainctl train <the user's args> --nnodes N --node-rank R \\
+       --master FIRST_ADDR:PORT --host THIS_ADDR [--ifname IF] [--gpus ...]'
+
+so each node resolves the config, checks its own devices and network (the preset is
+computed from that host's /sys, not from the machine typing the command) and writes
+its own run directory and worker logs. The remote sshd hands the command string to the
+login shell, so it is built once with shlex.quote for every word: paths with spaces or
+`;` arrive unchanged and nothing in them is executed.
+
+`guard` (trainctl.launch.guard) ends the remote process tree when the ssh session
+closes; FanOut closes every session when one host fails or on Ctrl-C/SIGTERM.
+
+The planning half (`plan_fanout`, `RemoteNode`) is pure; `FanOut` starts processes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from trainctl import output
+from trainctl.errors import RuntimeFailure, UserError
+from trainctl.launch.hostfile import HostSpec
+
+DEFAULT_MASTER_PORT = 8090  # paddle's documented example port; preflight checks it is free
+DEFAULT_CONNECT_TIMEOUT = 10
+DEFAULT_GRACE = 10.0  # seconds a remote job gets between SIGTERM and SIGKILL
+_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# node flags the fan-out sets per host; the user's own values for them are not forwarded
+NODE_FLAGS = ("--nnodes", "--node-rank", "--master", "--host")
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    """How to reach hosts: extra `-o` options, default port, timeouts."""
+
+    options: tuple[str, ...] = ()  # each "Key=Value", passed as `-o Key=Value`
+    port: int | None = None  # used for hosts without their own :port
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+    program: str = "ssh"
+
+    def argv(self, host: HostSpec) -> list[str]:
+        """`ssh ... -- host` without the remote command."""
+        argv = [
+            self.program,
+            "-o", "BatchMode=yes",  # never prompt for a password or passphrase
+            "-o", f"ConnectTimeout={self.connect_timeout}",
+            "-o", "ServerAliveInterval=15",
+            "-o", "ServerAliveCountMax=4",
+        ]
+        for option in self.options:
+            argv += ["-o", option]
+        port = host.port or self.port
+        if port:
+            argv += ["-p", str(port)]
+        if host.user:
+            argv += ["-l", host.user]
+        return argv + ["--", host.host]
+
+
+def parse_ssh_option(text: str) -> str:
+    """Check one --ssh-option (`Key=Value`, as ssh's -o takes)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or not re.match(r"^[A-Za-z]+$", key):
+        raise UserError(
+            f"--ssh-option {text!r} is not Key=Value",
+            hint="pass ssh_config options as for ssh -o, e.g. --ssh-option IdentityFile=~/.ssh/cluster_key",
+        )
+    return text
+
+
+def remote_command(workdir: str, env: dict[str, str], argv: Sequence[str], python: str, grace: float) -> str:
+    """The one shell string the remote login shell runs (every word quoted once)."""
+    for key in env:
+        if not _ENV_KEY_RE.match(key):
+            raise UserError(f"environment variable name {key!r} is not valid", hint="use letters, digits and _")
+    words = ["exec", "env"]
+    words += [f"{key}={value}" for key, value in env.items()]
+    words += [python, "-m", "trainctl.launch.guard", "--grace", f"{grace:g}", "--"]
+    words += list(argv)
+    return f"cd {shlex.quote(workdir)} && " + " ".join(shlex.quote(w) for w in words)
+
+
+@dataclass(frozen=True)
+class RemoteNode:
+    """What one host runs."""
+
+    host: HostSpec
+    rank: int
+    addr: str  # the address other hosts use for it (its --host)
+    argv: tuple[str, ...]  # the trainctl command run there
+    env: tuple[tuple[str, str], ...]
+    workdir: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.host.label} r{self.rank}"
+
+    def command(self, python: str, grace: float = DEFAULT_GRACE) -> str:
+        return remote_command(self.workdir, dict(self.env), self.argv, python, grace)
+
+    def ssh_argv(self, settings: SshSettings, python: str, grace: float = DEFAULT_GRACE) -> list[str]:
+        return settings.argv(self.host) + [self.command(python, grace)]
+
+
+@dataclass(frozen=True)
+class FanoutPlan:
+    nodes: tuple[RemoteNode, ...]
+    master: str
+    python: str
+    settings: SshSettings
+    grace: float = DEFAULT_GRACE
+
+    def describe(self) -> str:
+        """What --dry-run prints: every host's exact ssh command."""
+        lines = [f"multi-host launch: {len(self.nodes)} hosts, master {self.master}"]
+        for node in self.nodes:
+            lines.append("")
+            lines.append(f"# {node.label} ({node.host.source})")
+            lines.append(shlex.join(node.ssh_argv(self.settings, self.python, self.grace)))
+        return "\n".join(lines)
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def resolve_ipv4(name: str) -> str:
+    """The address a host name resolves to here (paddle's master must be an IP literal)."""
+    infos = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
+    return infos[0][4][0]
+
+
+def host_address(host: HostSpec, resolve: Callable[[str], str] = resolve_ipv4) -> str:
+    name = host.addr or host.host
+    if is_ip(name):
+        return name
+    try:
+        return resolve(name)
+    except OSError as exc:
+        raise UserError(
+            f"{host.source}: cannot resolve {name} to an address ({exc})",
+            hint=f"add addr=IP to that hostfile line (the address the other hosts reach {host.host} at)",
+        ) from None
+
+
+def device_args_for(host: HostSpec, cpu: bool) -> list[str] | None:
+    """Per-host device flags from slots=/gpus=, or None to keep the user's own.
+
+    gpus=0,2 -> --gpus 0,2. slots=N means N GPUs (as in DeepSpeed's hostfiles), or N
+    CPU processes when the run is on CPU (--device cpu).
+    """
+    if host.gpus is not None:
+        if cpu:
+            raise UserError(f"{host.source}: gpus= given but the run is on CPU (--device cpu)",
+                            hint="use slots=N for CPU processes")
+        return ["--gpus", ",".join(str(g) for g in host.gpus)]
+    if host.slots is not None:
+        if cpu:
+            return ["--nproc", str(host.slots)]
+        return ["--gpus", ",".join(str(g) for g in range(host.slots))]
+    return None
+
+
+def plan_fanout(
+    hosts: Sequence[HostSpec],
+    *,
+    train_argv: Sequence[str],
+    device_argv: Sequence[str] = (),
+    cpu: bool = False,
+    master: str | None = None,
+    master_port: int | None = None,
+    workdir: str,
+    python: str,
+    env: dict[str, str] | None = None,
+    settings: SshSettings = SshSettings(),
+    grace: float = DEFAULT_GRACE,
+    resolve: Callable[[str], str] = resolve_ipv4,
+) -> FanoutPlan:
+    """Plan every host's command.
+
+    train_argv: the remote command up to and including the user's own flags, without
+    node flags or device flags (e.g. [python, -m, trainctl, train, -c, CFG, ...]).
+    device_argv: the user's --gpus/--nproc/--device flags, used on hosts whose line
+    has no slots=/gpus=. master: an explicit --master; else the first host's address
+    and master_port (default 8090).
+    """
+    if not hosts:
+        raise UserError("no hosts to launch on", hint="pass --hostfile FILE or --hosts a,b")
+    if not workdir:
+        raise UserError("the remote working directory is empty", hint="pass --remote-workdir DIR")
+    addrs = [host_address(h, resolve) for h in hosts]
+    if master is None:
+        port = DEFAULT_MASTER_PORT if master_port is None else master_port
+        if not 0 < port < 65536:
+            raise UserError(f"--master-port {port} is not a port number", hint="use 1024-65535")
+        master_host = addrs[0]
+        master = f"[{master_host}]:{port}" if ":" in master_host else f"{master_host}:{port}"
+    env = dict(env or {})
+    nodes = []
+    for rank, (host, addr) in enumerate(zip(hosts, addrs)):
+        argv = list(train_argv)
+        own_devices = device_args_for(host, cpu)
+        argv += list(device_argv) if own_devices is None else own_devices
+        argv += ["--nnodes", str(len(hosts)), "--node-rank", str(rank), "--master", master, "--host", addr]
+        if host.ifname:
+            argv += ["--ifname", host.ifname]  # after the user's --ifname: the last one wins
+        nodes.append(
+            RemoteNode(host=host, rank=rank, addr=addr, argv=tuple(argv), env=tuple(env.items()), workdir=workdir)
+        )
+    return FanoutPlan(nodes=tuple(nodes), master=master, python=python, settings=settings, grace=grace)
+
+
+# ---------------------------------------------------------------- running
+
+
+@dataclass
+class HostResult:
+    node: RemoteNode
+    returncode: int | None = None
+    finished_at: float | None = None
+    stopped: bool = False  # stopped by trainctl because another host failed or on Ctrl-C
+    last_lines: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.returncode not in (0, None) and not self.stopped
+
+
+class FanOut:
+    """Runs a FanoutPlan: one ssh per host, prefixed output, stop everything on failure."""
+
+    def __init__(self, plan: FanoutPlan, emit: Callable[[str, bool], None] | None = None, popen=subprocess.Popen):
+        self.plan = plan
+        self._emit = emit or (lambda line, err: output.echo(line, err=err))
+        self._lock = threading.Lock()
+        self._popen = popen
+        self.procs: list[subprocess.Popen] = []
+        self.results: list[HostResult] = []
+        self._readers: list[threading.Thread] = []
+        self._interrupted = threading.Event()
+
+    def emit(self, line: str, err: bool) -> None:
+        with self._lock:
+            self._emit(line, err)
+
+    def run(self) -> list[HostResult]:
+        """Start every host and wait. RuntimeFailure when any host fails; re-raises Ctrl-C."""
+        restore = self._install_sigterm()
+        try:
+            self._start_all()
+            first_failure = self._wait()
+        except KeyboardInterrupt:
+            self._interrupted.set()
+            first_failure = None
+        finally:
+            self._stop_all()
+            self._join_readers()
+            if restore is not None:
+                signal.signal(signal.SIGTERM, restore)
+        if self._interrupted.is_set():
+            raise KeyboardInterrupt
+        if first_failure is not None:
+            raise RuntimeFailure(self._failure_message(first_failure))
+        return self.results
+
+    # --- internals
+
+    def _install_sigterm(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def on_term(signum, frame):
+            self._interrupted.set()
+            raise KeyboardInterrupt
+
+        return signal.signal(signal.SIGTERM, on_term)
+
+    def _start_all(self) -> None:
+        for node in self.plan.nodes:
+            argv = node.ssh_argv(self.plan.settings, self.plan.python, self.plan.grace)
+            # own session: Ctrl-C reaches trainctl only, which then stops the hosts in order
+            proc = self._popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+            )
+            result = HostResult(node)
+            self.procs.append(proc)
+            self.results.append(result)
+            for stream, err in ((proc.stdout, False), (proc.stderr, True)):
+                reader = threading.Thread(target=self._pump, args=(stream, result, err), daemon=True)
+                reader.start()
+                self._readers.append(reader)
+
+    def _pump(self, stream, result: HostResult, err: bool) -> None:
+        prefix = f"[{result.node.label}] "
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            with self._lock:
+                result.last_lines = (result.last_lines + [line])[-20:]
+            self.emit(prefix + line, err)
+        stream.close()
+
+    def _wait(self) -> HostResult | None:
+        """Wait until all hosts are done or one fails; return the first failure."""
+        while True:
+            running = 0
+            for proc, result in zip(self.procs, self.results):
+                if result.returncode is not None:
+                    continue
+                code = proc.poll()
+                if code is None:
+                    running += 1
+                    continue
+                result.returncode = code
+                result.finished_at = time.monotonic()
+                if code != 0:
+                    return result
+            if not running:
+                return None
+            if self._interrupted.is_set():
+                raise KeyboardInterrupt
+            time.sleep(0.1)
+
+    def _stop_all(self) -> None:
+        """Close every running session (the remote guard then ends its tree), then kill ssh."""
+        live = [(p, r) for p, r in zip(self.procs, self.results) if p.poll() is None]
+        if not live:
+            self._collect()
+            return
+        for proc, result in live:
+            result.stopped = True
+            self.emit(f"[{result.node.label}] stopping (closing the ssh session)", True)
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        deadline = time.monotonic() + self.plan.grace + 5
+        while time.monotonic() < deadline and any(p.poll() is None for p, _ in live):
+            time.sleep(0.1)
+        for proc, _ in live:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(p.poll() is None for p, _ in live):
+            time.sleep(0.1)
+        for proc, _ in live:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self._collect()
+
+    def _collect(self) -> None:
+        for proc, result in zip(self.procs, self.results):
+            if result.returncode is None:
+                result.returncode = proc.wait()
+                result.finished_at = time.monotonic()
+            if proc.stdin and not proc.stdin.closed:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
+
+    def _join_readers(self) -> None:
+        for reader in self._readers:
+            reader.join(timeout=5)
+
+    def _failure_message(self, first: HostResult) -> str:
+        code = first.returncode
+        what = (
+            f"ssh to {first.node.host.ssh_target} failed (exit 255)"
+            if code == 255
+            else f"exited with code {code}"
+        )
+        stopped = [r.node.label for r in self.results if r.stopped]
+        tail = f"; stopped {', '.join(stopped)}" if stopped else ""
+        return f"host {first.node.label} {what}{tail}"
+
+
+def run_fanout(plan: FanoutPlan) -> None:
+    """Run the plan and report per-host outcomes (RuntimeFailure on any failure)."""
+    output.info(f"starting {len(plan.nodes)} hosts, master {plan.master}")
+    results = FanOut(plan).run()
+    rows = [[r.node.label, r.node.addr, str(r.returncode)] for r in results]
+    output.info(output.table(rows, headers=["host", "address", "exit"]))
+
+
+def local_workdir() -> str:
+    return os.getcwd()
