@@ -280,7 +280,11 @@ class FanOut:
         if self._interrupted.is_set():
             raise KeyboardInterrupt
         if first_failure is not None:
-            raise RuntimeFailure(self._failure_message(first_failure))
+            message = self._failure_message(first_failure)
+            failed = [r for r in self.results if r.failed]
+            if failed and all(r.returncode == 2 for r in failed):  # the remote trainctl rejected the input
+                raise UserError(message, hint="see that host's error line above")
+            raise RuntimeFailure(message)
         return self.results
 
     # --- internals
