@@ -234,8 +234,12 @@ def paddle_facts() -> dict[str, Any]:
     return facts
 
 
+# distributions that own a module name without providing the module (paddledet depends on "sklearn")
+_PLACEHOLDER_DISTS = {"sklearn"}
+
+
 def _dist_version(top_level: str) -> tuple[str | None, str | None]:
-    dists = _dists_for(top_level)
+    dists = [d for d in _dists_for(top_level) if (d.metadata["Name"] or "").lower() not in _PLACEHOLDER_DISTS]
     if not dists:
         return None, None
     return dists[0].metadata["Name"], dists[0].version
