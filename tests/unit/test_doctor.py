@@ -212,3 +212,37 @@ def test_doctor_does_not_import_paddle():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env=dict(os.environ, PYTHONPATH=src), check=True).stdout
     assert json.loads(out.strip().splitlines()[-1]) == [False, False]
+
+
+# -- the launch layer's shared fixture trees (tests/fixtures/sys), when present --
+
+SHARED_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@pytest.mark.parametrize(
+    "tree,preset,gpudirect",
+    [
+        ("ib_active", "rdma", None),
+        ("ib_peermem", "gpudirect", "nvidia_peermem"),
+        ("roce", "gpudirect", "nv_peer_mem"),
+        ("ib_down", "tcp", None),
+        ("no_hca", "tcp", None),
+    ],
+)
+def test_doctor_net_auto_on_shared_fixture_trees(tree, preset, gpudirect):
+    sys_root = SHARED_FIXTURES / "sys" / tree
+    proc_root = SHARED_FIXTURES / "proc" / "route_eth0"
+    if not sys_root.is_dir() or not proc_root.is_dir():
+        pytest.skip(f"shared fixture tree {sys_root} not present")
+    report = doctor.collect(sys_root=str(sys_root), proc_root=str(proc_root))
+    host = report["host"]
+    assert host["errors"] == {}
+    assert host["net_auto"]["gpu_multi_node"]["preset"] == preset
+    assert host["gpudirect_module"] == gpudirect
+    assert host["default_route_interface"] == "eth0"
+    active = [p for p in host["ib_ports"] if p["state"] == "ACTIVE"]
+    if preset in ("rdma", "gpudirect"):
+        names = ",".join(f"{p['hca']}:{p['port']}" for p in active)
+        assert names and names in host["net_auto"]["gpu_multi_node"]["reason"]
+    else:
+        assert not active
