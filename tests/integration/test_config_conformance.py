@@ -15,6 +15,9 @@ an object. They count as equal when the object's class is `Name` and every field
 in the YAML equals the object's attribute of that name (recursively); a tagged sequence
 (`!Name [a, b]`) is matched to the constructor's positional parameters.
 
+dump_yaml: each resolved config is also written flat with `dump_yaml` and loaded back by
+ppdet's `load_config`; the objects must equal those built from the layered original.
+
 Everything runs in one subprocess (this file run as a script) that imports ppdet once.
 """
 
@@ -24,8 +27,10 @@ import contextlib
 import io
 import inspect
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -154,10 +159,12 @@ def run_worker(reference: Path) -> dict:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         import ppdet.engine  # noqa: F401  (registers every class and YAML tag)
         from ppdet.core import workspace
-    from trainctl.config import resolve
+    from trainctl.config import dump_yaml, resolve
 
+    scratch = Path(tempfile.mkdtemp(prefix="trainctl-conformance-"))
     import_seconds = time.time() - started
-    result = {"configs": 0, "ppdet_failed": {}, "compared": 0, "equal": 0, "mismatches": {}, "trainctl_failed": {}}
+    result = {"configs": 0, "ppdet_failed": {}, "compared": 0, "equal": 0, "mismatches": {}, "trainctl_failed": {},
+              "reload_equal": 0, "reload_mismatches": {}}
     for path in sorted(reference.rglob("*.yml")):
         name = path.relative_to(reference).as_posix()
         result["configs"] += 1
@@ -179,6 +186,23 @@ def run_worker(reference: Path) -> dict:
             result["equal"] += 1
         else:
             result["mismatches"][name] = diffs[:5]
+        # dump_yaml's flat file must load in ppdet to the same objects as the layered original
+        flat = scratch / name.replace("/", "__").rsplit("__", 1)[0] / path.name
+        flat.parent.mkdir(parents=True, exist_ok=True)
+        flat.write_text(dump_yaml(ours))
+        original = dict(theirs)
+        workspace.global_config = workspace.AttrDict()
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                reloaded = dict(workspace.load_config(str(flat)))
+        except Exception as exc:  # noqa: BLE001
+            result["reload_mismatches"][name] = f"{type(exc).__name__}: {exc}"[:200]
+            continue
+        if _same_object(reloaded, original):
+            result["reload_equal"] += 1
+        else:
+            result["reload_mismatches"][name] = "ppdet built different objects from the dumped YAML"
+    shutil.rmtree(scratch, ignore_errors=True)
     result["negative_controls"] = _negative_controls(reference, workspace)
     result["import_seconds"] = round(import_seconds, 1)
     result["seconds"] = round(time.time() - started, 1)
@@ -195,7 +219,8 @@ def test_every_reference_config_resolves_like_ppdet():
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"\nconformance: {result['configs']} configs, {len(result['ppdet_failed'])} fail in ppdet, "
-          f"{result['compared']} compared, {result['equal']} equal ({result['seconds']} s, "
+          f"{result['compared']} compared, {result['equal']} equal, {result['reload_equal']} equal after "
+          f"dump_yaml and ppdet's reload ({result['seconds']} s, "
           f"ppdet import {result['import_seconds']} s)")
     assert result["negative_controls"] == [True, True, True], "the comparison cannot see differences"
     assert result["configs"] == 685
@@ -205,6 +230,8 @@ def test_every_reference_config_resolves_like_ppdet():
     assert result["mismatches"] == {}
     assert result["compared"] == 679
     assert result["equal"] == 679
+    assert result["reload_mismatches"] == {}
+    assert result["reload_equal"] == 679
 
 
 if __name__ == "__main__":

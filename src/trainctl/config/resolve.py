@@ -353,7 +353,7 @@ def apply_override(rc: ResolvedConfig, text: str) -> None:
                     container[key] = {}
                     created = True
         else:
-            raise UserError(f"-o {text}: {here} is a {type(container).__name__} value, not a mapping or list",
+            raise UserError(f"-o {text}: {here} holds {type(container).__name__} {container!r}, not a mapping or list",
                             hint=f"set {here} itself: -o {here}=...")
         keys.append(key)
         if last:

@@ -185,8 +185,10 @@ def _value_lines(head: str, value: Any, path: tuple, indent: int) -> Iterator[Li
         elif isinstance(inner, list) and not _is_flow_leaf(inner):
             yield f"{head} {value.yaml_tag}", path
             yield from _sequence_lines(inner, path, indent + 2)
-        else:
+        elif isinstance(inner, (dict, list)):
             yield f"{head} {value.yaml_tag} {_flow(inner)}", path
+        else:  # a tagged scalar is loaded as its text, so it is written as text
+            yield f"{head} {value.yaml_tag} {_str_text('' if inner is None else str(inner))}", path
         return
     if _is_flow_leaf(value):
         yield f"{head} {_flow(value)}", path

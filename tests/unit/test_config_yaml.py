@@ -1,0 +1,99 @@
+"""Tagged YAML values and dump_yaml: what is written reads back to equal data."""
+
+from __future__ import annotations
+
+import datetime
+import math
+
+import pytest
+import yaml
+
+from trainctl.config import Tagged, dump_yaml, load_yaml_text, resolve
+from trainctl.config.yamlio import format_scalar
+from trainctl.errors import UserError
+
+
+def test_local_tags_on_mappings_sequences_and_scalars_are_kept_as_data():
+    data = load_yaml_text("""\
+a: !PiecewiseDecay {gamma: 0.1, milestones: [8, 11]}
+b: !Callable [x, y]
+c: !Name scalar text
+d:
+- !LinearWarmup
+  steps: 100
+""")
+    assert data["a"] == Tagged("PiecewiseDecay", {"gamma": 0.1, "milestones": [8, 11]})
+    assert data["b"] == Tagged("Callable", ["x", "y"])
+    assert data["c"] == Tagged("Name", "scalar text")
+    assert data["d"] == [Tagged("!LinearWarmup", {"steps": 100})]  # a leading "!" is accepted
+    assert data["a"].yaml_tag == "!PiecewiseDecay"
+    assert data["a"] != Tagged("CosineDecay", {"gamma": 0.1, "milestones": [8, 11]})
+
+
+TRICKY = {
+    "strings": ["", "yes", "no", "on", "null", "~", "1.0", "0x10", "12:30", "a: b", "#x", "- x",
+                "[1]", "{a}", "!Tag", "'q'", '"dq"', "line1\nline2", "tab\there", "ünï", " pad "],
+    "numbers": [0, -1, 10**20, 0.1, 1e-05, 1e16, -2.5e-300, float("inf"), float("-inf")],
+    "flags": [True, False, None],
+    "nested": [[1, 2], [[3]], []],
+    "empty_map": {},
+    "empty_list": [],
+    "list_of_maps": [{"Decode": {}}, {"Resize": {"target_size": [608, 608], "interp": 2}}, {}],
+    "tagged_items": [Tagged("PiecewiseDecay", {"gamma": 0.1}), Tagged("Empty", {}), Tagged("Seq", [1, 2]),
+                     Tagged("SeqOfMaps", [{"a": 1}]), Tagged("Scalar", "x"), Tagged("Number", "5"), Tagged("Blank", "")],
+    "tagged_map": Tagged("COCODataSet", {"image_dir": "train2017", "data_fields": ["image", "gt_bbox"]}),
+    "list_in_list_of_maps": [[{"a": 1}, {"b": 2}], [{"c": 3}]],
+    "date": datetime.date(2020, 1, 2),
+    1: "int key",
+    "1": "str key",
+    True: "bool key",
+    "a key with spaces": {"deep": {"er": {"est": [1]}}},
+}
+
+
+def test_dump_then_load_gives_equal_data():
+    text = dump_yaml(TRICKY)
+    assert load_yaml_text(text) == TRICKY
+    # and again: the text is stable
+    assert dump_yaml(load_yaml_text(text)) == text
+
+
+def test_dump_writes_tags_ppdet_style():
+    text = dump_yaml({"LearningRate": {"schedulers": [Tagged("PiecewiseDecay", {"gamma": 0.1, "milestones": [8, 11]})]}})
+    assert text == ("LearningRate:\n"
+                    "  schedulers:\n"
+                    "  - !PiecewiseDecay\n"
+                    "    gamma: 0.1\n"
+                    "    milestones: [8, 11]\n")
+
+
+def test_dump_is_plain_yaml_for_a_full_loader_too():
+    """Without tags the text is ordinary YAML any loader reads the same."""
+    plain = {k: v for k, v in TRICKY.items() if k not in ("tagged_items", "tagged_map")}
+    assert yaml.safe_load(dump_yaml(plain)) == plain
+
+
+def test_floats_keep_their_type():
+    for value in (1e-05, 1e16, 3.0, 0.1 + 0.2):
+        text = format_scalar(value)
+        assert isinstance(yaml.safe_load(text), float) and yaml.safe_load(text) == value, text
+    assert math.isnan(yaml.safe_load(format_scalar(float("nan"))))
+
+
+def test_bundled_config_round_trips():
+    rc = resolve("roadsign.yml")
+    assert load_yaml_text(rc.to_yaml()) == rc.data
+    assert load_yaml_text(rc.to_yaml(provenance=True)) == rc.data  # the comments change nothing
+
+
+def test_dump_refuses_objects_it_cannot_write():
+    with pytest.raises(TypeError):
+        dump_yaml({"x": object()})
+    with pytest.raises(TypeError):
+        dump_yaml([1, 2])  # type: ignore[arg-type]
+
+
+def test_yaml_errors_carry_line_and_column():
+    with pytest.raises(UserError) as err:
+        load_yaml_text("a: 1\n  b: 2\n", origin="x.yml")
+    assert err.value.message.startswith("x.yml:2:")
