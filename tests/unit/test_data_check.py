@@ -173,6 +173,27 @@ def test_missing_xml_and_malformed_line(sample):
     assert {"missing-annotation", "malformed-line"} <= found
 
 
+def test_broken_xml_and_missing_size(sample):
+    lines = (sample / "train.txt").read_text().split()
+    rel_a, rel_b = (os.path.join("dataset/roadsign_voc", x) for x in (lines[1], lines[3]))  # as reported (cwd-relative)
+    xml_a, xml_b = sample / lines[1], sample / lines[3]
+    xml_a.write_text("<annotation><size><width>320</width>")  # cut short
+    text = xml_b.read_text()
+    xml_b.write_text(text[: text.index("<size>")] + text[text.index("</size>") + len("</size>"):])
+    report = check_config(voc_config(), tasks=("train",))
+    findings = {f.code: f for f in report.datasets[0].findings}
+    assert findings["unreadable-annotation"].severity == "error" and rel_a in findings["unreadable-annotation"].message
+    assert findings["missing-size"].where == rel_b
+    # boxes of the image without <size> are still checked against the image header
+    assert report.datasets[0].objects > 0
+
+
+def test_blank_and_duplicate_labels(sample):
+    (sample / "label_list.txt").write_text("speedlimit\n\ncrosswalk\ntrafficlight\nstop\nstop\n")
+    found = codes(check_config(voc_config(), tasks=("train",)), "error")
+    assert {"blank-label", "duplicate-label"} <= found
+
+
 def test_missing_dataset_dir_names_sample_command(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     report = check_config(voc_config())
