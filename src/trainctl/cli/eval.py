@@ -33,4 +33,4 @@ def eval_cmd(config, overrides, weights, output, no_data_check, **launch_kwargs)
     lopts = launch_options_from(launch_kwargs)
     code = flow.run("eval", topts, lopts, argv=["trainctl"] + sys.argv[1:])
     if code:
-        raise click.exceptions.Exit(code)
+        sys.exit(code)  # SystemExit: trainctl.cli.main ignores click's return value in non-standalone mode

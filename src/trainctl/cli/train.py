@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from trainctl.cli.multihost import cluster_options  # multi-host: --hostfile/--hosts, Slurm (docs/cluster.md)
+
 DRY_RUN_HELP = "Print the launch plan (--dry-run) or its JSON (--dry-run=json) and start nothing."
 
 
@@ -17,8 +19,9 @@ def launch_options(func):
         click.option("--gpus", "--devices", "gpus", metavar="IDS",
                      help="GPU ids, e.g. 0,1 (indices into CUDA_VISIBLE_DEVICES); one process per GPU."),
         click.option("--nproc", type=int, metavar="N", help="CPU worker processes on this node (gloo)."),
-        click.option("--launcher", type=click.Choice(["paddle", "fleetrun"]), default="paddle", show_default=True,
-                     help="python -m paddle.distributed.launch or fleetrun, for more than one process."),
+        click.option("--launcher", type=click.Choice(["paddle", "fleetrun", "slurm"]), default="paddle", show_default=True,
+                     help="python -m paddle.distributed.launch or fleetrun, for more than one process; "
+                          "slurm: nodes and devices from srun's SLURM_* variables (then paddle launch)."),
         click.option("--nnodes", type=int, default=1, show_default=True, help="Number of nodes."),
         click.option("--node-rank", type=int, default=0, show_default=True, help="This node's rank (0 hosts the master)."),
         click.option("--master", metavar="HOST:PORT", help="Address of node 0 and a free port; the same on every node."),
@@ -42,6 +45,12 @@ def launch_options(func):
 
 def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | None = None):
     from trainctl.launch.plan import LaunchOptions
+
+    # --- multi-host (trainctl.launch.cluster): --launcher slurm / srun step -> node and device flags
+    from trainctl.launch.cluster import apply_slurm
+
+    kwargs = apply_slurm(kwargs, master_port=kwargs.pop("master_port", None))
+    # --- end multi-host
 
     return LaunchOptions(
         device=kwargs["device"], gpus=kwargs["gpus"], nproc=kwargs["nproc"], launcher=kwargs["launcher"],
@@ -70,6 +79,7 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
 @click.option("--ref-gpus", type=int, metavar="N",
               help="GPUs the config's LR is tuned for (default: config key trainctl.ref_gpus, else 8).")
 @launch_options
+@cluster_options
 def train(config, overrides, eval_during_train, resume, weights, amp, output, no_pretrained, sample_data,
           no_data_check, vdl, lr_scale, ref_gpus, **launch_kwargs) -> None:
     """Train a model: one process, several devices, or several nodes.
@@ -86,7 +96,21 @@ def train(config, overrides, eval_during_train, resume, weights, amp, output, no
           --master 10.0.0.1:8090 --net rdma
     \b
     Network presets: --net auto|nccl|tcp|rdma|gpudirect|gloo|FILE.yml; see docs/distributed.md.
+    \b
+    Every host from one shell (ssh), or under Slurm (docs/cluster.md):
+      trainctl train -c roadsign.yml --hostfile hosts.txt --net tcp      # hosts.txt: node1 slots=4 ...
+      trainctl train -c roadsign.yml --hosts node1,node2 --gpus 0,1 --dry-run
+      srun --ntasks-per-node=1 trainctl train -c roadsign.yml            # inside an allocation
     """
+    # --- multi-host (trainctl.launch.cluster): ssh fan-out from --hostfile/--hosts
+    from trainctl.launch import cluster
+
+    copts = cluster.pop_cluster_options(launch_kwargs)
+    if copts.fanout:
+        cluster.run_from_cli(click.get_current_context(), copts, "train")
+        return
+    launch_kwargs["master_port"] = copts.master_port  # used by --launcher slurm
+    # --- end multi-host
     from trainctl.launch import flow
 
     topts = flow.TaskOptions(
@@ -97,4 +121,4 @@ def train(config, overrides, eval_during_train, resume, weights, amp, output, no
     lopts = launch_options_from(launch_kwargs, lr_scale=lr_scale, ref_gpus=ref_gpus)
     code = flow.run("train", topts, lopts, argv=["trainctl"] + sys.argv[1:])
     if code:
-        raise click.exceptions.Exit(code)
+        sys.exit(code)  # SystemExit: trainctl.cli.main ignores click's return value in non-standalone mode

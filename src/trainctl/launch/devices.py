@@ -16,9 +16,9 @@ is the fallback when the file cannot be read.
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,20 +52,20 @@ def _version_file_fields(text: str) -> dict[str, str]:
 
 def detect_paddle_build() -> PaddleBuild:
     """Read the installed paddle's build facts without importing it."""
-    try:
-        spec = importlib.util.find_spec("paddle")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        return PaddleBuild(installed=False)
     fields: dict[str, str] = {}
-    for location in spec.submodule_search_locations:
-        version_file = Path(location) / "version" / "__init__.py"
-        try:
-            fields = _version_file_fields(version_file.read_text())
-            break
-        except OSError:
+    found = False
+    for entry in sys.path:
+        package = Path(entry or ".") / "paddle"
+        if not (package / "__init__.py").is_file():
             continue
+        found = True
+        try:
+            fields = _version_file_fields((package / "version" / "__init__.py").read_text())
+        except OSError:
+            pass
+        break
+    if not found:
+        return PaddleBuild(installed=False)
     cuda = fields.get("cuda_version")
     if cuda in (None, "", "False", "None"):
         cuda = None

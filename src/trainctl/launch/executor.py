@@ -251,13 +251,13 @@ def describe_failure(result: ExecResult, plan: Plan) -> str:
                     "a worker on another node probably failed (see that node's logs)")
         return f"the launcher exited with code {result.exit_code}"
     code = result.failed_code
-    how = f"exit code {code}"
+    how = f"failed with exit code {code}"
     if code is not None and code < 0:
         try:
-            how = f"killed by {signal.Signals(-code).name}"
+            how = f"was killed by {signal.Signals(-code).name}"
         except ValueError:
-            how = f"killed by signal {-code}"
+            how = f"was killed by signal {-code}"
     where = f"rank {result.failed_rank}"
     if plan.nnodes > 1 or plan.world_size > 1:
         where += f" (node {plan.node_rank}, local rank {result.failed_local_rank})"
-    return f"worker {where} failed with {how}; log: {result.failed_log}"
+    return f"worker {where} {how}; log: {result.failed_log}"
