@@ -212,7 +212,10 @@ def paddle_facts() -> dict[str, Any]:
         return {"installed": False, "distribution": None, "version": None, "commit": None, "cuda_build": False,
                 "cuda": None, "cudnn": None, "nccl": None, "nccl_code": None, "location": None, "install_hint": INSTALL_HINT_CPU}
     dist = dists[0]
+    # paddle >= 2.2 generates paddle/version/__init__.py; older releases paddle/version.py
     version_file = Path(str(dist.locate_file("paddle/version/__init__.py")))
+    if not version_file.is_file():
+        version_file = Path(str(dist.locate_file("paddle/version.py")))
     consts = read_paddle_version_file(version_file)
     cuda = _build_value(consts.get("cuda_version"))
     facts = {
@@ -226,7 +229,7 @@ def paddle_facts() -> dict[str, Any]:
         "nccl": nccl_code_to_version(_build_value(consts.get("nccl_version"))),
         "nccl_code": _nccl_code(_build_value(consts.get("nccl_version"))),
         "with_mkl": consts.get("with_mkl"),
-        "location": str(version_file.parent.parent),
+        "location": str(Path(str(dist.locate_file("paddle")))),
         "all_distributions": [d.metadata["Name"] for d in dists],
     }
     if len(dists) > 1:
@@ -358,7 +361,8 @@ def stage(name):
     print("TRAINCTL_STAGE " + name, flush=True)
 stage("import paddle")
 import paddle
-out = {"paddle": paddle.__version__}
+out = {"paddle": paddle.__version__, "compiled_with_cuda": bool(paddle.device.is_compiled_with_cuda()),
+       "cuda": str(paddle.version.cuda()), "cudnn": str(paddle.version.cudnn())}
 if WITH_PPDET:
     stage("import ppdet")
     import ppdet
@@ -383,7 +387,7 @@ def run_paddle_check(python: str | None = None, with_ppdet: bool = True, timeout
     python = python or sys.executable
     script = _CHECK_SCRIPT.replace("WITH_PPDET", "True" if with_ppdet else "False")
     result: dict[str, Any] = {"ran": True, "ok": False, "returncode": None, "stage": None, "device": None,
-                              "result": None, "error": None}
+                              "result": None, "error": None, "compiled_with_cuda": None, "cuda": None, "cudnn": None}
     try:
         proc = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=timeout,
                               env=env if env is not None else None)
@@ -399,8 +403,8 @@ def run_paddle_check(python: str | None = None, with_ppdet: bool = True, timeout
             result["stage"] = line.split(" ", 1)[1]
         elif line.startswith("TRAINCTL_RESULT "):
             data = json.loads(line.split(" ", 1)[1])
-            result["device"] = data.get("device")
-            result["result"] = data.get("result")
+            for key in ("device", "result", "compiled_with_cuda", "cuda", "cudnn"):
+                result[key] = data.get(key)
     if proc.returncode < 0:
         try:
             signame = signal.Signals(-proc.returncode).name

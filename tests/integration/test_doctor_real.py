@@ -22,7 +22,7 @@ PADDLE_FIELDS = {"installed", "distribution", "version", "commit", "cuda_build",
                  "location"}
 PACKAGE_KEYS = {"paddledet", "numpy", "opencv", "scikit_learn", "pycocotools", "visualdl", "nvidia_nccl_wheel"}
 HOST_FIELDS = {"gpus", "interfaces", "default_route_interface", "ib_ports", "gpudirect_module", "net_auto", "errors"}
-CHECK_FIELDS = {"ran", "ok", "returncode", "stage", "device", "result", "error"}
+CHECK_FIELDS = {"ran", "ok", "returncode", "stage", "device", "result", "error", "compiled_with_cuda", "cuda", "cudnn"}
 ITEM_FIELDS = {"section", "name", "value", "status", "hint"}
 
 
@@ -57,6 +57,9 @@ def test_doctor_check_runs_paddle_and_json_has_every_field(doctor_check_json):
     check = report["check"]
     assert check["ok"] and check["returncode"] == 0 and check["result"] == 54.0
     assert check["device"] == ("cpu" if not report["host"]["gpus"] else "gpu:0")
+    # what paddle says about its build, imported, agrees with what doctor read without importing it
+    assert check["compiled_with_cuda"] == report["paddle"]["cuda_build"]
+    assert (check["cuda"] if check["cuda"] not in ("False", "None", "0") else None) == report["paddle"]["cuda"]
     assert report["status"] in ("ok", "warn")
     if not report["host"]["gpus"]:  # a multi-node job on a CPU-only host runs over gloo
         assert report["host"]["net_auto"]["preset"] == "gloo"
