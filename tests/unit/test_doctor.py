@@ -202,11 +202,12 @@ def test_check_reports_glibcxx_and_wrong_results(tmp_path):
     assert not result["ok"] and "timed out" in result["error"]
 
 
-def test_doctor_does_not_import_paddle():
+def test_doctor_and_data_check_do_not_import_paddle():
     import subprocess
     import sys
 
     code = ("import sys, json; from trainctl import doctor; r = doctor.collect(); "
+            "import trainctl.cli.doctor, trainctl.cli.data, trainctl.data.check, trainctl.data.voc, trainctl.data.coco; "
             "print(json.dumps(['paddle' in sys.modules, 'ppdet' in sys.modules]))")
     src = str(Path(__file__).resolve().parents[2] / "src")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
