@@ -157,9 +157,10 @@ def host_address(host: HostSpec, resolve: Callable[[str], str] = resolve_ipv4) -
     try:
         return resolve(name)
     except OSError as exc:
+        where = "use a --hostfile line with addr=IP" if host.source == "--hosts" else "add addr=IP to that hostfile line"
         raise UserError(
             f"{host.source}: cannot resolve {name} to an address ({exc})",
-            hint=f"add addr=IP to that hostfile line (the address the other hosts reach {host.host} at)",
+            hint=f"{where} (the address the other hosts reach {host.host} at)",
         ) from None
 
 

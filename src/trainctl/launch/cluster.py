@@ -1,0 +1,305 @@
+"""Multi-host entry points for `trainctl train`: ssh fan-out from a hostfile, and Slurm.
+
+The click command hands over its parsed parameters; this module decides:
+
+- `--hostfile/--hosts`: rebuild the user's own flags (only those given on the command
+  line), plan one ssh command per host (trainctl.launch.ssh), run the preflight
+  (trainctl.launch.preflight) and the fan-out; `--dry-run` prints the ssh commands;
+- `--launcher slurm`, or an srun step detected from SLURM_* variables: fill
+  --nnodes/--node-rank/--master/--host and the devices from Slurm
+  (trainctl.launch.slurm) and continue with the normal single-node launch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from typing import Mapping
+
+import click
+from click.core import ParameterSource
+
+from trainctl import output
+from trainctl.errors import UserError
+from trainctl.launch import slurm as slurmmod
+from trainctl.launch.hostfile import HostSpec, parse_hosts_arg, read_hostfile
+from trainctl.launch.ssh import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MASTER_PORT,
+    FanoutPlan,
+    SshSettings,
+    parse_ssh_option,
+    plan_fanout,
+    resolve_ipv4,
+    run_fanout,
+)
+
+# parameters of `train` that belong to the fan-out itself (never forwarded)
+CLUSTER_PARAMS = ("hostfile", "hosts", "remote_workdir", "remote_python", "ssh_options", "ssh_port",
+                  "connect_timeout", "master_port", "no_preflight")
+# set per host by the fan-out
+NODE_PARAMS = ("nnodes", "node_rank", "host", "ips", "master")
+DEVICE_PARAMS = ("gpus", "nproc")
+NOT_FORWARDED = set(CLUSTER_PARAMS) | set(NODE_PARAMS) | {"dry_run"}
+
+
+@dataclass
+class ClusterOptions:
+    hostfile: str | None = None
+    hosts: str | None = None
+    remote_workdir: str | None = None
+    remote_python: str | None = None
+    ssh_options: tuple[str, ...] = ()
+    ssh_port: int | None = None
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+    master_port: int | None = None
+    no_preflight: bool = False
+
+    @property
+    def fanout(self) -> bool:
+        return bool(self.hostfile or self.hosts)
+
+
+def pop_cluster_options(kwargs: dict) -> ClusterOptions:
+    """Take the cluster flags out of a command's kwargs (the rest goes to the launch plan)."""
+    values = {name: kwargs.pop(name) for name in CLUSTER_PARAMS if name in kwargs}
+    values["ssh_options"] = tuple(values.get("ssh_options") or ())
+    if values.get("connect_timeout") is None:
+        values.pop("connect_timeout", None)
+    return ClusterOptions(**values)
+
+
+# ------------------------------------------------------------------ fan-out
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def _option_words(param: click.Option, value) -> list[str]:
+    name = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+    if param.is_flag and param.is_bool_flag:
+        if value:
+            return [name]
+        return [param.secondary_opts[0]] if param.secondary_opts else []
+    if param.count:
+        return [name] * int(value or 0)
+    if param.multiple:
+        words = []
+        for item in value or ():
+            words += [name, str(item)]
+        return words
+    if value is None:
+        return []
+    return [name, str(value)]
+
+
+def forwarded_args(ctx: click.Context) -> tuple[list[str], list[str]]:
+    """The user's own flags, as given on the command line: (common, device flags).
+
+    Values are forwarded as typed (relative paths stay relative to the remote working
+    directory). Flags the fan-out sets per host are left out.
+    """
+    common: list[str] = []
+    devices: list[str] = []
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in NOT_FORWARDED or not _given(ctx, param.name):
+            continue
+        words = _option_words(param, ctx.params[param.name])
+        (devices if param.name in DEVICE_PARAMS else common).extend(words)
+    return common, devices
+
+
+def _hosts(copts: ClusterOptions) -> list[HostSpec]:
+    if copts.hostfile and copts.hosts:
+        raise UserError("--hostfile and --hosts both given", hint="use one of them")
+    if copts.hostfile:
+        return read_hostfile(copts.hostfile)
+    return parse_hosts_arg(copts.hosts or "")
+
+
+def _env_values(pairs) -> dict[str, str]:
+    env = {}
+    for pair in pairs or ():
+        key, sep, value = str(pair).partition("=")
+        if not sep or not key:
+            raise UserError(f"--env {pair!r} is not KEY=VALUE", hint="e.g. --env NCCL_DEBUG=INFO")
+        env[key] = value
+    return env
+
+
+def _lenient(resolve, warnings: list[str]):
+    """For dry runs (planned on a laptop): an unresolvable name stays as written, with a warning."""
+
+    def lookup(name: str) -> str:
+        try:
+            return resolve(name)
+        except OSError:
+            warnings.append(f"cannot resolve {name} here; the real launch needs it resolvable (or addr=IP)")
+            return name
+
+    return lookup
+
+
+def plan_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train",
+                  warnings: list[str] | None = None, resolve=resolve_ipv4) -> FanoutPlan:
+    params = ctx.params
+    if params.get("dry_run") and warnings is not None:
+        resolve = _lenient(resolve, warnings)
+    for name in ("nnodes", "node_rank", "host", "ips"):
+        if _given(ctx, name):
+            flag = "--" + name.replace("_", "-")
+            raise UserError(
+                f"{flag} cannot be combined with --hostfile/--hosts",
+                hint="trainctl sets --nnodes, --node-rank and --host for every host of the hostfile",
+            )
+    if params.get("launcher") == "slurm":
+        raise UserError("--launcher slurm and --hostfile/--hosts are two ways to start nodes",
+                        hint="use srun for Slurm allocations, --hostfile for plain ssh hosts")
+    if _given(ctx, "master") and copts.master_port is not None:
+        raise UserError("--master and --master-port both given", hint="give the port in --master HOST:PORT")
+    python = copts.remote_python or sys.executable
+    common, devices = forwarded_args(ctx)
+    global_flags = []
+    if os.environ.get("TRAINCTL_DEBUG", "") not in ("", "0"):
+        global_flags.append("--debug")
+    if output.is_quiet():
+        global_flags.append("--quiet")
+    train_argv = [python, "-m", "trainctl", *global_flags, task, *common]
+    env = _env_values(params.get("env"))
+    env.setdefault("PYTHONUNBUFFERED", "1")  # lines reach the prefixing reader as they are written
+    settings = SshSettings(
+        options=tuple(parse_ssh_option(o) for o in copts.ssh_options),
+        port=copts.ssh_port,
+        connect_timeout=copts.connect_timeout,
+    )
+    return plan_fanout(
+        _hosts(copts),
+        train_argv=train_argv,
+        device_argv=devices,
+        cpu=params.get("device") == "cpu",
+        master=params.get("master") if _given(ctx, "master") else None,
+        master_port=copts.master_port,
+        workdir=copts.remote_workdir or os.getcwd(),
+        python=python,
+        env=env,
+        settings=settings,
+        resolve=resolve,
+    )
+
+
+def plan_json(plan: FanoutPlan) -> str:
+    return json.dumps(
+        {
+            "kind": "ssh-fanout",
+            "master": plan.master,
+            "nodes": [
+                {
+                    "host": n.host.host,
+                    "rank": n.rank,
+                    "addr": n.addr,
+                    "workdir": n.workdir,
+                    "env": dict(n.env),
+                    "argv": list(n.argv),
+                    "remote_command": n.command(plan.python, plan.grace),
+                    "ssh_argv": n.ssh_argv(plan.settings, plan.python, plan.grace),
+                }
+                for n in plan.nodes
+            ],
+        },
+        indent=2,
+    )
+
+
+def run_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train") -> None:
+    """`trainctl train --hostfile/--hosts`: dry run, or preflight and fan-out."""
+    from trainctl.launch import preflight
+
+    warnings: list[str] = []
+    plan = plan_from_cli(ctx, copts, task, warnings)
+    params = ctx.params
+    dry_run = params.get("dry_run")
+    for warning in warnings:
+        output.warn(warning)
+    if dry_run == "json":
+        output.echo(plan_json(plan))
+        return
+    if dry_run:
+        output.echo(plan.describe())
+        output.echo("")
+        output.echo("(dry run: no host was contacted; each host plans its own workers, see "
+                    "`trainctl train ... --nnodes N --node-rank R --dry-run` there)")
+        return
+    if not copts.no_preflight:
+        tasks: list[str] = []
+        if not params.get("no_data_check") and not params.get("sample_data"):
+            tasks = ["train", "eval"] if params.get("eval_during_train") else ["train"]
+        port = None
+        if not _given(ctx, "master"):
+            port = DEFAULT_MASTER_PORT if copts.master_port is None else copts.master_port
+        preflight.preflight(plan, config=params.get("config"), overrides=list(params.get("overrides") or ()),
+                            tasks=tasks, port=port)
+    run_fanout(plan)
+
+
+def describe_command(argv: list[str]) -> str:
+    return shlex.join(argv)
+
+
+# ------------------------------------------------------------------ Slurm
+
+
+def _node_flags_given(kwargs: Mapping) -> bool:
+    return kwargs.get("nnodes", 1) != 1 or any(kwargs.get(k) for k in ("master", "host", "ips"))
+
+
+def apply_slurm(kwargs: dict, master_port: int | None = None, env: Mapping[str, str] | None = None,
+                resolve=resolve_ipv4) -> dict:
+    """Fill the node and device flags from Slurm for `--launcher slurm` or an srun step.
+
+    Returns the kwargs to plan with (launcher set back to paddle's). Auto-detection
+    (inside srun, no node flags, --launcher not given) says so in one line; pass
+    `--launcher paddle` to ignore Slurm.
+    """
+    env = os.environ if env is None else env
+    kwargs = dict(kwargs)
+    explicit = kwargs.get("launcher") == "slurm"
+    if not explicit:
+        ctx = click.get_current_context(silent=True)
+        launcher_given = ctx is not None and "launcher" in ctx.params and _given(ctx, "launcher")
+        if launcher_given or not slurmmod.in_slurm_step(env) or _node_flags_given(kwargs):
+            return kwargs
+    elif _node_flags_given(kwargs):
+        raise UserError("--launcher slurm takes the nodes from Slurm; drop --nnodes/--node-rank/--master/--host/--ips",
+                        hint="or use those flags without --launcher slurm")
+    placement = slurmmod.placement_from_env(env, master_port)
+    kwargs["launcher"] = "paddle"
+    if placement.nnodes > 1:
+        kwargs["nnodes"] = placement.nnodes
+        kwargs["node_rank"] = placement.node_rank
+        kwargs["master"] = f"{_resolve(placement.master_host, resolve)}:{placement.master_port}"
+        kwargs["host"] = _resolve(placement.node_name, resolve)
+    if placement.gpus is not None and not kwargs.get("gpus") and not kwargs.get("nproc") \
+            and kwargs.get("device") != "cpu":
+        kwargs["gpus"] = ",".join(str(g) for g in placement.gpus)
+    how = "--launcher slurm" if explicit else "srun step detected (--launcher paddle to ignore Slurm)"
+    devices = f", GPUs {kwargs['gpus']} (from {placement.gpus_from})" if placement.gpus and kwargs.get("gpus") else ""
+    output.info(f"Slurm job {placement.job_id}: node {placement.node_rank} of {placement.nnodes} "
+                f"({placement.node_name}), master {kwargs.get('master') or placement.master_host}{devices}; {how}")
+    return kwargs
+
+
+def _resolve(name: str, resolve) -> str:
+    from trainctl.launch.ssh import is_ip
+
+    if is_ip(name):
+        return name
+    try:
+        return resolve(name)
+    except OSError as exc:
+        raise UserError(f"cannot resolve the Slurm node name {name} ({exc})",
+                        hint="pass --master IP:PORT and --host IP instead of --launcher slurm") from None
