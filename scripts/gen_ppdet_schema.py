@@ -10,7 +10,8 @@ knows about keys is captured here once (this script does import ppdet):
   reader transforms): every `!Name` constructor PyYAML's Loader has, plus every
   transform class `ppdet.data.transform` exposes (readers look transforms up there);
 - top_level / children: the keys PaddleDetection's own configs (the reference corpus)
-  and trainctl's bundled configs use.
+  and trainctl's bundled configs use; `seen`: argument types those configs use that
+  differ from the default's type (accepted by validate).
 
 Usage (from the repository root, with paddle and ppdet installed):
     python scripts/gen_ppdet_schema.py [--reference ../shared/reference/paddledet-2.6-configs]
@@ -140,6 +141,60 @@ def config_keys(folders: list[Path], components: dict) -> tuple[dict, dict]:
     return top_level, extra_children
 
 
+def observed_arg_types(folders: list[Path], components: dict, serializable: dict) -> None:
+    """Record in each class entry (`seen`) argument types the configs use besides the default's.
+
+    ppdet's constructors often accept more than their default suggests (`angle: [0, 90]`
+    where the default is 0.0); validate must not flag what PaddleDetection's own configs do.
+    """
+    seen: dict[tuple[str, str], set] = {}
+
+    def note(class_name: str, fields) -> None:
+        if not isinstance(fields, dict):
+            return
+        for key, value in fields.items():
+            seen.setdefault((class_name, key), set()).add(type_name(value))
+
+    def walk(keys: tuple, value) -> None:
+        if isinstance(value, Tagged):
+            note(value.tag, value.value)
+            walk(keys, value.value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(keys + (key,), item)
+        elif isinstance(value, list):
+            is_transforms = bool(keys) and str(keys[-1]).endswith("transforms")
+            for item in value:
+                if is_transforms and isinstance(item, dict) and len(item) == 1:
+                    (op, op_args), = item.items()
+                    note(str(op), op_args)
+                walk(keys, item)
+
+    for folder in folders:
+        for path in sorted(folder.rglob("*.yml")):
+            try:
+                data = load_yaml_file(path)
+            except Exception:
+                continue
+            if not isinstance(data, dict):
+                continue
+            for key, value in data.items():
+                if key in components:
+                    note(key, value)
+                walk((key,), value)
+    for table in (components, serializable):
+        for class_name, entry in table.items():
+            extra = {}
+            for arg, default_type in entry["args"].items():
+                kinds = seen.get((class_name, arg), set()) - {None, default_type}
+                if default_type == "bool":
+                    kinds.discard("str")  # a string is never a flag ('Fasle' is a typo in 2.6's own configs)
+                if kinds and default_type is not None:
+                    extra[arg] = sorted(kinds)
+            if extra:
+                entry["seen"] = extra
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE,
@@ -153,6 +208,7 @@ def main() -> int:
         print(f"warning: {args.reference} not found; using the bundled configs only", file=sys.stderr)
     components, serializable, version = ppdet_classes()
     top_level, children = config_keys(folders, components)
+    observed_arg_types(folders, components, serializable)
     schema = {
         "generated_by": "scripts/gen_ppdet_schema.py",
         "ppdet_version": version,

@@ -11,6 +11,8 @@ ppdet) and shipped as package data. It holds:
   (`!PiecewiseDecay`, `!COCODataSet`, `Resize`, ...), same shape;
 - `top_level`: every top-level key the bundled and reference configs use, with the
   type of its values when they agree (null otherwise);
+- `seen` (inside a class entry): argument types the configs use other than the
+  default's (`angle: [0, 90]` where the default is 0.0), accepted by validate;
 - `children`: for top-level keys that are not components or accept `**kwargs`
   (readers), the child keys those configs use.
 """
