@@ -1,5 +1,7 @@
 """run.json: the launch record of a run (written atomically, secrets masked).
 
+Node 0 writes run.json; node R > 0 writes run.node<R>.json, so nodes that
+share a filesystem do not overwrite each other's record.
 Written when the workers start (status "running") and rewritten when they
 end (status "done", "failed" or "interrupted", exit code, end time).
 Fields: argv, per-node commands, preset and env applied, LR report, versions,
@@ -23,6 +25,11 @@ from trainctl.fsutil import atomic_write_text
 from trainctl.launch import envutil
 
 RUN_FILE = "run.json"
+
+
+def record_name(node_rank: int, nnodes: int) -> str:
+    """run.json for node 0; run.node<R>.json for the others (nodes may share one filesystem)."""
+    return RUN_FILE if node_rank == 0 or nnodes == 1 else f"run.node{node_rank}.json"
 
 
 def now() -> str:
@@ -61,7 +68,7 @@ def _mask_argv(argv: list[str]) -> list[str]:
 
 class RunRecord:
     def __init__(self, run_dir: str | Path, argv: list[str], plan: dict[str, Any], extra: dict | None = None):
-        self.path = Path(run_dir) / RUN_FILE
+        self.path = Path(run_dir) / record_name(plan.get("node_rank") or 0, plan.get("nnodes") or 1)
         self.data: dict[str, Any] = {
             "argv": _mask_argv(list(argv)),
             "task": plan.get("task"),

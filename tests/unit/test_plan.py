@@ -69,7 +69,7 @@ def test_two_nodes(rank):
     assert me.rank == rank
     host = "10.0.0.1" if rank == 0 else "10.0.0.2"  # rank 0 announces the master address; others the route source
     assert me.argv == LAUNCH + ["--master", "10.0.0.1:8090", "--nnodes", "2", "--rank", str(rank), "--host", host,
-                                "--devices", "0,1,2,3", "--log_dir", "output/roadsign/logs"] + WORKER
+                                "--devices", "0,1,2,3", "--log_dir", f"output/roadsign/logs/node{rank}"] + WORKER
     assert me.env["NCCL_IB_HCA"] == "mlx5_0:1,mlx5_1:1" and me.env["NCCL_NET_GDR_LEVEL"] == "0"
     other = p.nodes[1 - rank]
     assert other.argv[other.argv.index("--rank") + 1] == str(1 - rank)
@@ -175,7 +175,7 @@ def test_done_when_plan(monkeypatch):
     assert "NCCL_IB_HCA=mlx5_0:1,mlx5_1:1" in env_words and "NCCL_IB_DISABLE=0" in env_words
     launch_args = node0[node0.index("paddle.distributed.launch") + 1:node0.index("trainctl.runner.worker") - 2]
     assert launch_args == ["--master", "10.0.0.1:8090", "--nnodes", "2", "--rank", "0", "--host", "10.0.0.1",
-                           "--devices", "0,1,2,3", "--log_dir", "output/roadsign/logs"]
+                           "--devices", "0,1,2,3", "--log_dir", "output/roadsign/logs/node0"]
     assert "CPU-only build" in text and "warning:" in text  # planned anyway, with the reason shown
     assert "node 1" in text and "--rank 1" in text
 

@@ -95,7 +95,9 @@ def test_nccl_and_gloo():
     assert netpresets.build_env("gloo", facts("no_hca"), device="cpu").env == {}
     assert netpresets.build_env("gloo", facts("no_hca"), device="cpu", nnodes=2).env == {"GLOO_SOCKET_IFNAME": "eth0"}
     with pytest.raises(UserError, match="CPU"):
-        netpresets.build_env("tcp", facts("no_hca"), device="cpu")
+        netpresets.build_env("rdma", facts("ib_active"), device="cpu")
+    cpu_tcp = netpresets.build_env("tcp", facts("no_hca"), device="cpu", nnodes=2, ifname="eth0")
+    assert cpu_tcp.env["GLOO_SOCKET_IFNAME"] == "eth0" and any("inert" in n for n in cpu_tcp.notes)
 
 
 def test_nccl_debug_and_env_overrides():

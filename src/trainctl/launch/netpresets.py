@@ -152,9 +152,9 @@ def build_env(
     if name == "auto":
         name, why = choose_auto(facts, device, nnodes)
         reason = f"auto: {why}"
-    if device == "cpu" and name in ("tcp", "rdma", "gpudirect"):
+    if device == "cpu" and name in ("rdma", "gpudirect"):
         raise UserError(f"--net {name} is for NCCL on GPUs; this run is on CPU",
-                        hint="use --net gloo (or auto) for CPU training")
+                        hint="use --net gloo or tcp (both set GLOO_SOCKET_IFNAME) for CPU training")
 
     env: dict[str, str] = {}
     notes: list[str] = []
@@ -169,6 +169,8 @@ def build_env(
         iface, issues = _iface(facts, ifname, strict, "socket")
         warnings += issues
         env["NCCL_IB_DISABLE"] = "1"
+        if device == "cpu":
+            notes.append("on CPU only GLOO_SOCKET_IFNAME matters; the NCCL variables are inert")
         if iface:
             env["NCCL_SOCKET_IFNAME"] = iface
             env["GLOO_SOCKET_IFNAME"] = iface

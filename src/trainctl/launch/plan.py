@@ -354,7 +354,8 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
 
     # ---- argv per node
     job_file = str(Path(run_dir) / "job.json")
-    log_dir = str(Path(run_dir) / "logs")
+    # several nodes may share one filesystem (NFS): each node logs under logs/node<R>/
+    log_root = Path(run_dir) / "logs"
     worker = [ctx.python, "-m", WORKER_MODULE, "--job", job_file]
     nodes = []
     for rank in range(nnodes):
@@ -367,6 +368,7 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
             node_host = master_host
         else:
             node_host = None
+        log_dir = str(log_root / f"node{rank}") if nnodes > 1 else str(log_root)
         if launcher == "direct":
             argv = list(worker)
         else:
