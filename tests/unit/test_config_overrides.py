@@ -138,8 +138,17 @@ def test_new_keys_unknown_for_their_place_are_refused(cfg: Path, override: str, 
 
 
 def test_keys_below_a_newly_created_known_key_are_free(cfg: Path):
-    rc = resolve(cfg, ["OptimizerBuilder.regularizer.factor=0.0005"])
-    assert rc.get("OptimizerBuilder.regularizer") == {"factor": 0.0005}
+    rc = resolve(cfg, ["OptimizerBuilder.regularizer.factor=0.0005", "OptimizerBuilder.regularizer.type=L2"])
+    assert rc.get("OptimizerBuilder.regularizer") == {"factor": 0.0005, "type": "L2"}
+    with pytest.raises(UserError, match="unknown key OptimizerBuilder.optimizer.typo"):
+        resolve(cfg, ["OptimizerBuilder.regularizer.factor=0.0005", "OptimizerBuilder.optimizer.typo=1"])
+
+
+def test_an_empty_value_can_become_a_mapping(tmp_path: Path):
+    path = tmp_path / "c.yml"
+    path.write_text("OptimizerBuilder:\n  regularizer:\n  optimizer: {type: SGD}\n")
+    rc = resolve(path, ["OptimizerBuilder.regularizer.factor=0.0005", "OptimizerBuilder.regularizer.type=L2"])
+    assert rc.get("OptimizerBuilder") == {"regularizer": {"factor": 0.0005, "type": "L2"}, "optimizer": {"type": "SGD"}}
 
 
 @pytest.mark.parametrize("override, words", [

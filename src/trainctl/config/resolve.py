@@ -213,6 +213,7 @@ class ResolvedConfig:
         self.layers = layers
         self.overrides = list(overrides or [])
         self._prov = provenance
+        self._created: set[tuple] = set()  # mappings -o created: any key may go below them
 
     @property
     def name(self) -> str:
@@ -318,7 +319,8 @@ def apply_override(rc: ResolvedConfig, text: str) -> None:
 
     A key that does not exist yet is accepted only where it is known (a top-level key
     the configs use or a registered component, a constructor argument of the component,
-    tagged class or transform it sits in); below a key the override creates, any key goes.
+    tagged class or transform it sits in); below a mapping an override created (or that
+    replaced an empty value), any key goes, in this and later overrides.
     """
     segments, value = parse_override(text)
     source = f"-o {text}"
@@ -352,6 +354,7 @@ def apply_override(rc: ResolvedConfig, text: str) -> None:
                 if not last:
                     container[key] = {}
                     created = True
+                    rc._created.add(tuple(keys) + (key,))
         else:
             raise UserError(f"-o {text}: {here} holds {type(container).__name__} {container!r}, not a mapping or list",
                             hint=f"set {here} itself: -o {here}=...")
@@ -359,6 +362,10 @@ def apply_override(rc: ResolvedConfig, text: str) -> None:
         if last:
             container[key] = value
         else:
+            if container[key] is None:  # `regularizer:` left empty in a file: a mapping may go there
+                container[key] = {}
+                rc._created.add(tuple(keys))
+            created = created or tuple(keys) in rc._created
             node = container[key]
     rc._prov.record(tuple(keys), source)
 
