@@ -39,6 +39,7 @@ _HINTS = {
     "weights": "pass the path of a .pdparams file written by training (e.g. output/<config>/model_final)",
     "resume": "pass a checkpoint written by training (e.g. output/<config>/0), or --resume auto",
 }
+_LABELS = {"pretrain_weights": "pretrained weights", "weights": "weights", "resume": "checkpoint"}
 
 
 def is_url(value: str) -> bool:
@@ -83,7 +84,7 @@ def resolve_weights(
     for candidate in (stem + SUFFIX, value):
         if os.path.isfile(candidate):
             return candidate
-    raise UserError(f"{role.replace('_', ' ')} file not found: {stem + SUFFIX}", hint=_HINTS.get(role, _HINTS["weights"]))
+    raise UserError(f"{_LABELS.get(role, role)} file not found: {stem + SUFFIX}", hint=_HINTS.get(role, _HINTS["weights"]))
 
 
 def resolve_pretrained(value: str | None, cache_dir: str | os.PathLike | None = None, timeout: float = 10.0) -> str | None:
@@ -112,9 +113,12 @@ def _fetch(url: str, directory: Path, role: str, timeout: float) -> Path:
         try:
             _download(_expand_scheme(url), target, timeout)
         except (OSError, urllib.error.URLError, TimeoutError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
+            if isinstance(exc, urllib.error.HTTPError):
+                reason = f"HTTP {exc.code} {exc.reason}"
+            else:
+                reason = getattr(exc, "reason", None) or exc
             raise UserError(
-                f"cannot download {role.replace('_', ' ')} {url} ({reason})",
+                f"cannot download {_LABELS.get(role, role)} {url} ({reason})",
                 hint=f"{_HINTS.get(role, _HINTS['weights'])}, or put the file at {target}",
             ) from exc
     return target
@@ -122,7 +126,8 @@ def _fetch(url: str, directory: Path, role: str, timeout: float) -> Path:
 
 def _download(url: str, target: Path, timeout: float) -> None:
     parsed = urllib.parse.urlparse(url)
-    if parsed.hostname and not _resolves(parsed.hostname, timeout):
+    proxied = parsed.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(parsed.hostname or "")
+    if parsed.hostname and not proxied and not _resolves(parsed.hostname, timeout):
         # getaddrinfo ignores socket timeouts; without DNS it can block for long
         raise OSError(f"cannot resolve host {parsed.hostname} within {timeout:g} s")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)

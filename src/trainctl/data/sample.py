@@ -172,7 +172,7 @@ def _draw_sign(canvas: Canvas, rng: random.Random, cls: str, x0: int, y0: int, s
         pts = [(cx + r * math.cos(math.pi / 8 + k * math.pi / 4), cy + r * math.sin(math.pi / 8 + k * math.pi / 4)) for k in range(8)]
         canvas.polygon(pts, _jitter(rng, (200, 20, 25), 10))
         canvas.rect(int(cx - r * 0.6), int(cy - r * 0.15), int(cx + r * 0.6), int(cy + r * 0.15), (250, 250, 250))
-        box = (x0, y0, x0 + s, y0 + s)
+        box = (int(min(p[0] for p in pts)), int(min(p[1] for p in pts)), int(round(max(p[0] for p in pts))), int(round(max(p[1] for p in pts))))
     else:
         raise ValueError(f"unknown class {cls}")
     bx0, by0, bx1, by1 = box

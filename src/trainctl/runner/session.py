@@ -220,3 +220,15 @@ def resume_path(value: str, run_dir: str) -> str | None:
             hint="resume needs a training checkpoint; to start from weights only use --weights",
         )
     return stem
+
+
+def write_flat_config(config: str, overrides: list[str] | tuple[str, ...], directory: str | os.PathLike) -> tuple[str, object]:
+    """Resolve a layered config (path or bundled name) plus -o overrides into one flat file
+    that ppdet's load_config reads; returns (path, ResolvedConfig). Pure: no paddle."""
+    from trainctl.config import dump_yaml, resolve
+    from trainctl.fsutil import atomic_write_text
+
+    rc = resolve(config, overrides=list(overrides))
+    path = Path(directory) / f"{rc.name}.yml"
+    atomic_write_text(path, dump_yaml(rc.data))
+    return str(path), rc

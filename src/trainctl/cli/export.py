@@ -1,0 +1,32 @@
+"""`trainctl export`: weights -> a Paddle Inference model (model.pdmodel, model.pdiparams, infer_cfg.yml)."""
+
+from __future__ import annotations
+
+import click
+
+from trainctl import output
+
+
+@click.command("export", context_settings={"max_content_width": 100})
+@click.option("-c", "--config", required=True, help="Config file, or the name of a bundled config.")
+@click.option("--weights", metavar="W", help="Weights to export (default: the config's `weights`).")
+@click.option("--output", "output_dir", metavar="DIR", help="Directory for the model (default output_inference/<config name>).")
+@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
+def export(config, weights, output_dir, overrides) -> None:
+    """Export trained weights for deployment with Paddle Inference.
+
+    Works with paddle 3.x out of the box (see docs/deploy.md for the shim).
+
+    \b
+    Examples:
+      trainctl export -c roadsign_cpu_smoke.yml --weights output/roadsign_cpu_smoke/model_final
+      trainctl export -c roadsign.yml --weights output/roadsign/best_model --output deploy/roadsign
+      trainctl infer --model-dir deploy/roadsign --img road554.png
+    """
+    from trainctl.runner.compat import export_env
+
+    export_env()  # must precede the first `import paddle` in this process
+    from trainctl.runner.export import run_export
+
+    result = run_export(config, list(overrides), weights, output_dir)
+    output.echo(f"exported {result['weights']} to {result['output']} ({', '.join(result['files'])})")

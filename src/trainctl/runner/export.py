@@ -1,0 +1,150 @@
+"""Export weights to a Paddle Inference model: model.pdmodel, model.pdiparams, infer_cfg.yml.
+
+How the paddle-3 export flag gets in before paddle: `FLAGS_enable_pir_api=0`
+(see compat.py) only works when it is in the environment when paddle is first
+imported; `paddle.set_flags` afterwards is too late (measured with 3.3.1: the
+NMS op still fails under PIR). `trainctl export` imports paddle only inside
+the command, so `export_model` sets the variable and then imports paddle in
+the same process. When paddle was already imported without the flag (a caller
+that uses trainctl as a library, or a test process), `export_model` runs the
+export in a fresh `python -m trainctl.runner.export` process instead, so the
+result never depends on what the caller imported first.
+
+ppdet's Trainer.export writes into <dir>/<config file name>/; here it exports
+into a temporary directory beside the output and the files are renamed into
+place, so an interrupted export leaves no half-written model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from trainctl.errors import RuntimeFailure, TrainctlError, UserError
+
+EXPORTED_FILES = ("model.pdmodel", "model.pdiparams", "infer_cfg.yml")
+
+
+def _flag_active() -> bool:
+    import paddle
+
+    return str(paddle.get_flags(["FLAGS_enable_pir_api"])["FLAGS_enable_pir_api"]).lower() in ("0", "false")
+
+
+def export_model(flat_config: str, weights: str | None, output_dir: str) -> dict:
+    """Export in this process when paddle can still get the flag, else in a child process."""
+    from trainctl.runner import compat
+
+    if compat.paddle_imported() and not _flag_active():
+        return _export_in_subprocess(flat_config, weights, output_dir)
+    compat.export_env()
+    return _export_here(flat_config, weights, output_dir)
+
+
+def _export_in_subprocess(flat_config: str, weights: str | None, output_dir: str) -> dict:
+    from trainctl.runner import compat
+
+    env = dict(os.environ, **compat.EXPORT_ENV)
+    with tempfile.TemporaryDirectory() as tmp:
+        result_file = os.path.join(tmp, "result.json")
+        cmd = [sys.executable, "-m", "trainctl.runner.export", "--config", flat_config, "--output", output_dir, "--result", result_file]
+        if weights:
+            cmd += ["--weights", weights]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode == 0:
+            return json.loads(Path(result_file).read_text())
+        last = (proc.stderr.strip().splitlines() or ["export failed"])[-1]
+        if proc.returncode == 2:
+            raise UserError(last.replace("trainctl: error: ", "", 1))
+        raise RuntimeFailure(f"export failed: {last}")
+
+
+def _export_here(flat_config: str, weights: str | None, output_dir: str) -> dict:
+    from trainctl.runner import compat, session
+
+    cfg = session.load_flat_config(flat_config)
+    weights = weights or cfg.get("weights")
+    if not weights:
+        raise UserError("no weights to export", hint="pass --weights PATH (e.g. output/<config>/model_final)")
+    from trainctl.weights import resolve_weights
+
+    weights = resolve_weights(weights, "weights")
+    session.setup_device(cfg, "cpu")  # export traces the graph; no device needed
+    if cfg.get("norm_type") == "sync_bn":
+        cfg["norm_type"] = "bn"
+    labels = session.ensure_test_labels(cfg, weights)
+    if labels is None:
+        raise UserError(
+            "no label list found for the exported model's class names",
+            hint="run from the directory that holds the dataset, or put label_list.txt next to the weights",
+        )
+
+    from ppdet.engine import Trainer
+
+    trainer = Trainer(cfg, mode="test")
+    session.load_weights_strict(trainer.model, weights, cfg.architecture)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".export.", dir=out))
+    try:
+        with compat.to_static_full_graph():
+            trainer.export(str(staging))
+        produced = [p for p in staging.rglob("*") if p.is_file()]
+        names = {p.name for p in produced}
+        missing = [n for n in EXPORTED_FILES if n not in names]
+        if missing:
+            raise RuntimeFailure(f"export wrote no {', '.join(missing)}")
+        # weights and graph first, infer_cfg.yml last: a directory with infer_cfg.yml is complete
+        for p in sorted(produced, key=lambda p: p.name == "infer_cfg.yml"):
+            os.replace(p, out / p.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"output": str(out), "weights": weights, "files": [n for n in EXPORTED_FILES], "labels": labels}
+
+
+def run_export(config: str, overrides: list[str] | tuple[str, ...], weights: str | None, output_dir: str | None) -> dict:
+    """`trainctl export`: resolve the config, check the weights (before paddle), export."""
+    from trainctl.runner import compat, session
+    from trainctl.weights import resolve_weights
+
+    compat.export_env()  # first: nothing below may import paddle before this
+    with tempfile.TemporaryDirectory(prefix="trainctl-export-") as tmp:
+        flat, rc = session.write_flat_config(config, overrides, tmp)
+        weights = weights or rc.get("weights")
+        if not weights:
+            raise UserError("no weights to export", hint="pass --weights PATH (e.g. output/<config>/model_final)")
+        weights = resolve_weights(weights, "weights")
+        output_dir = output_dir or os.path.join("output_inference", rc.name)
+        return export_model(flat, weights, output_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The child-process entry (see the module docstring)."""
+    from trainctl import output
+    from trainctl.runner import compat
+
+    compat.export_env()
+    parser = argparse.ArgumentParser(prog="python -m trainctl.runner.export")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--weights")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--result")
+    args = parser.parse_args(argv)
+    try:
+        result = _export_here(args.config, args.weights, args.output)
+    except TrainctlError as exc:
+        output.error(exc.one_line())
+        return exc.exit_code
+    if args.result:
+        Path(args.result).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
