@@ -97,3 +97,37 @@ def test_yaml_errors_carry_line_and_column():
     with pytest.raises(UserError) as err:
         load_yaml_text("a: 1\n  b: 2\n", origin="x.yml")
     assert err.value.message.startswith("x.yml:2:")
+
+
+def _random_value(rng, depth: int):
+    alphabet = "ab:#-[]{}!&*?|>'\"%@`, \t\n01.eE+~ü\u2028\x85\\/"
+    kind = rng.randrange(9 if depth < 4 else 5)
+    if kind == 0:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(6)))
+    if kind == 1:
+        return rng.choice([0, -7, 2**40, 0.5, -1e-9, 123456789.125, True, False, None])
+    if kind == 2:
+        return rng.choice(["yes", "No", "NULL", "~", "0o17", "1_000", ".inf", "2001-12-14", "=", "<<"])
+    if kind == 3:
+        return rng.uniform(-1e6, 1e6)
+    if kind == 4:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(3))] if depth < 4 else 1
+    if kind in (5, 6):
+        return {str(_random_value(rng, 4)) if rng.random() < 0.8 else rng.randrange(5): _random_value(rng, depth + 1)
+                for _ in range(rng.randrange(4))}
+    if kind == 7:
+        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    inner = _random_value(rng, depth + 1)
+    if not isinstance(inner, (dict, list)):
+        inner = "" if inner is None else str(inner)
+    return Tagged(rng.choice(["PiecewiseDecay", "COCODataSet", "X_1"]), inner)
+
+
+def test_random_structures_round_trip():
+    import random
+
+    rng = random.Random(20261123)
+    for _ in range(int(__import__("os").environ.get("FUZZ_N", 300))):
+        data = {f"k{i}": _random_value(rng, 0) for i in range(rng.randrange(1, 5))}
+        text = dump_yaml(data)
+        assert load_yaml_text(text) == data, text

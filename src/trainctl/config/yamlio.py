@@ -15,6 +15,7 @@ import datetime
 import functools
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -123,8 +124,16 @@ def _str_text(value: str) -> str:
     if text.endswith("\n...\n"):
         text = text[: -len("\n...\n")]
     text = text.rstrip("\n")
-    if "\n" in text:  # multi-line strings: one double-quoted line (JSON strings are valid YAML)
-        text = json.dumps(value, ensure_ascii=False)
+    if any(char in text for char in "\n\r\x85\u2028\u2029"):  # would span lines: one double-quoted line
+        text = _double_quoted(value)
+    return text
+
+
+def _double_quoted(value: str) -> str:
+    """A JSON string is a valid YAML double-quoted scalar; YAML also breaks lines at NEL, LS and PS."""
+    text = json.dumps(value, ensure_ascii=False)
+    for char in ("\x85", "\u2028", "\u2029"):
+        text = text.replace(char, "\\u%04x" % ord(char))
     return text
 
 
@@ -156,11 +165,23 @@ def _is_flow_leaf(value: Any) -> bool:
     return not isinstance(value, Tagged)
 
 
-def _flow(value: Any) -> str:
+_SAFE_IN_FLOW = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./ -]*")
+
+
+def _flow_str(value: str) -> str:
+    """A string inside [...]: plain when that is unambiguous, else one double-quoted line."""
+    if _SAFE_IN_FLOW.fullmatch(value) and not value.endswith(" ") and _str_text(value) == value:
+        return value
+    return _double_quoted(value)
+
+
+def _flow(value: Any, nested: bool = False) -> str:
     if isinstance(value, list):
-        return "[" + ", ".join(_flow(item) for item in value) + "]"
+        return "[" + ", ".join(_flow(item, nested=True) for item in value) + "]"
     if isinstance(value, dict):
         return "{}"
+    if nested and isinstance(value, str):
+        return _flow_str(value)
     return format_scalar(value)
 
 
