@@ -79,7 +79,8 @@ def cli(debug: bool, quiet: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI and turns errors into one line and an exit code."""
     try:
-        cli.main(args=argv, prog_name="trainctl", standalone_mode=False)
+        # with standalone_mode=False, click returns the code given to ctx.exit(n)
+        result = cli.main(args=argv, prog_name="trainctl", standalone_mode=False)
     except click.exceptions.Abort:
         output.error("interrupted")
         sys.exit(130)
