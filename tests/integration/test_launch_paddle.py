@@ -70,6 +70,16 @@ def test_two_cpu_processes_train_and_save_once(two_process_run):
     print(f"two-process training took {seconds:.0f}s")
 
 
+def test_fleetrun_launcher(workdir):
+    proc = trainctl(["train", "-c", "roadsign_cpu_smoke.yml", "--nproc", "2", "--launcher", "fleetrun",
+                     "--output", "fleet", *data_overrides(workdir / "small")], cwd=workdir)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    record = json.loads((workdir / "fleet" / "run.json").read_text())
+    assert record["commands"][0]["command"].split()[2].endswith("fleetrun")  # after PYTHONUNBUFFERED= OMP_NUM_THREADS=
+    assert (workdir / "fleet" / "model_final.pdparams").exists()
+    assert "rank 1 of 2" in (workdir / "fleet" / "logs" / "workerlog.1").read_text()
+
+
 def test_eval_uses_the_same_flow(two_process_run, workdir):
     proc, run, _ = two_process_run
     assert proc.returncode == 0
