@@ -154,8 +154,8 @@ def test_one_command_trains_on_both_hosts(site):
     assert (run0 / "model_final.pdparams").stat().st_size > 1_000_000  # rank 0 saves the model
     assert not (run1 / "model_final.pdparams").exists()  # only rank 0 does
     # each host planned its own node: rank, master and its own gloo interface
-    for rank, (run, host) in enumerate(((run0, cluster.hosts[0]), (run1, cluster.hosts[1]))):
-        record = json.loads((run / "run.json").read_text())
+    for run, record_name, host in ((run0, "run.json", cluster.hosts[0]), (run1, "run.node1.json", cluster.hosts[1])):
+        record = json.loads((run / record_name).read_text())
         text = json.dumps(record)
         assert host.ifname in text and f"{cluster.hosts[0].addr}:8090" in text
     assert cluster.wait_no_job_processes(timeout=20) == {}
@@ -193,5 +193,33 @@ def test_killed_worker_fails_the_job_and_stops_the_other_host(site):
     assert proc.returncode not in (0, None), text[-3000:]
     assert f"host {victim_host.addr} r1" in text
     assert f"stopped {other_host.addr} r0" in text or f"host {other_host.addr} r0" in text
+    left = cluster.wait_no_job_processes(timeout=30)
+    assert left == {}, f"processes left behind: {left}"
+
+
+@pytest.mark.paddle
+def test_ctrl_c_stops_every_host(site):
+    cluster = site["cluster"]
+    proc = subprocess.Popen(
+        [PY, "-m", "trainctl", "train", "-c", CONFIG, "--device", "cpu", "-o", "epoch=20",
+         "--output", "output/interrupted", *_common(site)],
+        cwd=site["work"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert _wait(lambda: all(any(_is_worker(netns_ssh.cmdline(p)) for p in h.other_pids())
+                                 for h in cluster.hosts), timeout=240), "workers did not start on both hosts"
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to trainctl
+        start = time.monotonic()
+        text, _ = proc.communicate(timeout=120)
+        stop_seconds = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, text[-3000:]
+    assert "trainctl: error: interrupted" in text
+    for rank, host in enumerate(cluster.hosts):
+        assert f"[{host.addr} r{rank}] stopping (closing the ssh session)" in text
+    assert stop_seconds < 60
     left = cluster.wait_no_job_processes(timeout=30)
     assert left == {}, f"processes left behind: {left}"

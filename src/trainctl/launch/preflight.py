@@ -87,6 +87,7 @@ class ProbeResult:
     stdout: str = ""
     stderr: str = ""
     data: dict | None = None  # the probe's JSON, when it ran
+    python: str = ""  # the remote python the probe was run with
 
     @classmethod
     def parse(cls, node: RemoteNode, returncode: int | None, stdout: str, stderr: str) -> "ProbeResult":
@@ -163,7 +164,7 @@ def evaluate(results: list[ProbeResult], local: dict[str, str | None], port: int
                 c["ssh"] = "FAIL"
             else:
                 c["ssh"] = "ok"
-                check.problems.append(f"the probe did not run in {r.node.workdir}: {why}")
+                check.problems.append(f"the probe did not run (workdir {r.node.workdir}, python {r.python}): {why}")
             continue
         c["ssh"] = "ok"
         for name in PACKAGES:
@@ -218,6 +219,7 @@ def run_probes(plan: FanoutPlan, payloads: list[dict], timeout: float = 60.0) ->
             results[i] = ProbeResult(node, None, str(exc.stdout or ""), str(exc.stderr or ""))
         except OSError as exc:
             results[i] = ProbeResult(node, 255, "", f"cannot run {argv[0]}: {exc}")
+        results[i].python = plan.python
 
     threads = [threading.Thread(target=probe, args=(i, n)) for i, n in enumerate(plan.nodes)]
     for t in threads:

@@ -259,6 +259,7 @@ class FanOut:
         self.results: list[HostResult] = []
         self._readers: list[threading.Thread] = []
         self._interrupted = threading.Event()
+        self._stopping = False
 
     def emit(self, line: str, err: bool) -> None:
         with self._lock:
@@ -295,8 +296,10 @@ class FanOut:
             return None
 
         def on_term(signum, frame):
+            first = not self._interrupted.is_set()
             self._interrupted.set()
-            raise KeyboardInterrupt
+            if first and not self._stopping:
+                raise KeyboardInterrupt
 
         return signal.signal(signal.SIGTERM, on_term)
 
@@ -346,7 +349,14 @@ class FanOut:
             time.sleep(0.1)
 
     def _stop_all(self) -> None:
-        """Close every running session (the remote guard then ends its tree), then kill ssh."""
+        """Close every running session (the remote guard then ends its tree), then kill ssh.
+
+        Closing ssh's stdin sends end-of-file to the remote guard, which stops its process
+        tree (SIGTERM, then SIGKILL after the grace period) and exits, which ends ssh. A
+        second Ctrl-C kills the ssh clients at once; the remote guards then see the
+        connection drop and stop their trees the same way.
+        """
+        self._stopping = True
         live = [(p, r) for p, r in zip(self.procs, self.results) if p.poll() is None]
         if not live:
             self._collect()
@@ -358,20 +368,25 @@ class FanOut:
                 proc.stdin.close()
             except OSError:
                 pass
-        deadline = time.monotonic() + self.plan.grace + 5
-        while time.monotonic() < deadline and any(p.poll() is None for p, _ in live):
-            time.sleep(0.1)
-        for proc, _ in live:
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(p.poll() is None for p, _ in live):
-            time.sleep(0.1)
+        try:
+            self._wait_exit(live, self.plan.grace + 5)
+            for proc, _ in live:
+                if proc.poll() is None:
+                    proc.terminate()
+            self._wait_exit(live, 5)
+        except KeyboardInterrupt:
+            self.emit("trainctl: stopping now (second interrupt)", True)
         for proc, _ in live:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
         self._collect()
+
+    @staticmethod
+    def _wait_exit(live, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and any(p.poll() is None for p, _ in live):
+            time.sleep(0.1)
 
     def _collect(self) -> None:
         for proc, result in zip(self.procs, self.results):
