@@ -32,7 +32,7 @@ FAKE_LAUNCHER = textwrap.dedent("""
         log = open(os.path.join(log_dir, f"workerlog.{rank}"), "w")
         kids.append(subprocess.Popen([sys.executable, "-c",
             f"import time\\nprint('worker {rank} up', flush=True)\\ntime.sleep(600)"],
-            stdout=log, stderr=log, start_new_session=True))
+            stdout=log, stderr=log, start_new_session=True, env=dict(os.environ, PADDLE_LOCAL_RANK=str(rank))))
     print("launcher pid", os.getpid(), "workers", " ".join(str(k.pid) for k in kids), flush=True)
     mode = sys.argv[2]
     if mode == "fail-rank-1":
@@ -41,6 +41,15 @@ FAKE_LAUNCHER = textwrap.dedent("""
             f.write("Traceback (most recent call last):\\nRuntimeError: rank 1 exploded\\n")
         print(f"Container rank 1 status failed cmd ['python'] code 1 log {log_dir}/workerlog.1", flush=True)
         sys.exit(1)   # exits without stopping its workers: they are orphans now
+    if mode == "race":
+        # rank 1 dies first; rank 0 follows a second later, and the launcher (like paddle's,
+        # which names the first failed worker in rank order) reports only rank 0
+        time.sleep(1.5)
+        kids[1].kill(); kids[1].wait()
+        time.sleep(1.0)
+        kids[0].terminate(); kids[0].wait()
+        print(f"Container rank 0 status failed cmd ['python'] code -15 log {log_dir}/workerlog.0", flush=True)
+        sys.exit(1)
     time.sleep(600)
 """)
 
@@ -101,6 +110,17 @@ def test_failed_rank_is_named_and_orphans_are_killed(tmp_path):
     assert sorted(result.leftovers_killed) == sorted(pids)
     assert live(pids) == []
     assert b"launcher pid" in sink.data  # the launcher's output was streamed
+
+
+def test_first_worker_to_stop_is_blamed_not_the_lowest_rank(tmp_path):
+    plan = make_plan(tmp_path, "race")
+    result = executor.run_node(plan, sink=Sink())
+    assert result.status == "failed"
+    assert (result.failed_rank, result.failed_code) == (1, None)
+    message = executor.describe_failure(result, plan)
+    assert message.startswith("worker rank 1 (node 0, local rank 1) failed: it stopped first")
+    assert "local rank 0 (code -15)" in message
+    assert result.failed_log == "run/logs/workerlog.1" and result.log_tail == ["worker 1 up"]
 
 
 def test_sigterm_stops_launcher_and_workers(tmp_path):

@@ -148,11 +148,14 @@ def test_killed_worker_is_reported_and_nothing_is_left(workdir):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 1, err[-3000:]
-    assert "worker rank 1 (node 0, local rank 1) was killed by SIGKILL" in err
+    # usually paddle launch reports rank 1 itself (code -9); when rank 0 aborts within the same second
+    # paddle names rank 0, and trainctl's own watch still blames rank 1, which stopped first
+    assert ("worker rank 1 (node 0, local rank 1) was killed by SIGKILL" in err
+            or "worker rank 1 (node 0, local rank 1) failed: it stopped first" in err), err[-3000:]
     assert "last lines of crash/logs/workerlog.1" in err and "  | " in err
     assert _pids_of(job) == []
     record = json.loads((workdir / "crash" / "run.json").read_text())
-    assert record["status"] == "failed" and record["failure"]["rank"] == 1 and record["failure"]["code"] == -9
+    assert record["status"] == "failed" and record["failure"]["rank"] == 1 and record["failure"]["code"] in (-9, None)
 
 
 def test_sigterm_stops_every_worker(workdir):

@@ -52,12 +52,14 @@ class ExecResult:
     failed_log: str | None = None
     log_tail: list[str] = field(default_factory=list)
     leftovers_killed: list[int] = field(default_factory=list)
+    note: str | None = None
 
     def failure_dict(self) -> dict | None:
         if self.status == "done":
             return None
         return {"rank": self.failed_rank, "local_rank": self.failed_local_rank, "code": self.failed_code,
-                "log": self.failed_log, "signal": self.signal, "tail": self.log_tail[-TAIL_LINES:]}
+                "log": self.failed_log, "signal": self.signal, "note": self.note,
+                "tail": self.log_tail[-TAIL_LINES:]}
 
 
 def _become_subreaper() -> None:
@@ -131,6 +133,68 @@ def _tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
     return text.splitlines()[-lines:]
 
 
+class _WorkerWatch(threading.Thread):
+    """Notes the order in which this node's workers exit.
+
+    paddle launch checks its workers about once a second and names only the
+    first failed one in rank order; when one worker dies, its peers often
+    abort within that second (the collective breaks), and the launcher may
+    then blame local rank 0. Watching /proc ourselves tells which worker
+    stopped first. Workers are found by our run marker plus the
+    PADDLE_LOCAL_RANK paddle gives each of them.
+    """
+
+    def __init__(self, run_id: str, expected: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.needle = f"{RUN_ID_VAR}={run_id}".encode()
+        self.expected, self.interval = expected, interval
+        self.pids: dict[int, int] = {}  # local rank -> pid
+        self.exits: list[tuple[float, int]] = []  # (monotonic time, local rank), in order
+        self._halt = threading.Event()
+
+    def _scan(self) -> None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) in self.pids.values():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if self.needle not in environ:
+                continue
+            for item in environ:
+                if item.startswith(b"PADDLE_LOCAL_RANK="):
+                    try:
+                        self.pids.setdefault(int(item.split(b"=", 1)[1]), int(entry.name))
+                    except ValueError:
+                        pass
+
+    @staticmethod
+    def _gone(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            return True
+        return state in ("Z", "X")
+
+    def run(self) -> None:
+        done: set[int] = set()
+        while not self._halt.is_set():
+            if len(self.pids) < self.expected:
+                self._scan()
+            for rank, pid in self.pids.items():
+                if rank not in done and self._gone(pid):
+                    done.add(rank)
+                    self.exits.append((time.monotonic(), rank))
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def first_exit(self) -> int | None:
+        return self.exits[0][1] if self.exits else None
+
+
 class _Pump(threading.Thread):
     """Copies the child's output to our stdout (and a log file), remembering the tail."""
 
@@ -195,6 +259,10 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
         if threading.current_thread() is threading.main_thread() else {}
     pump = _Pump(child.stdout, sink, log_file)
     pump.start()
+    watch = None
+    if not direct:
+        watch = _WorkerWatch(run_id, plan.device.nproc_per_node)
+        watch.start()
     try:
         while True:
             try:
@@ -216,6 +284,9 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if watch is not None:
+            watch.stop()
+            watch.join(timeout=2)
         killed = kill_leftovers(run_id)
         log_file.close()
 
@@ -230,12 +301,22 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
         result.failed_log = str(Path(node.log_dir) / "workerlog.0")
         result.log_tail = list(pump.tail)[-TAIL_LINES:]
         return result
-    if pump.failures:
-        local, _, failed_code, log = pump.failures[0]
-        result.failed_local_rank, result.failed_code = local, failed_code
+    reported = {local: code for local, _, code, _ in pump.failures}
+    first = watch.first_exit() if watch is not None else None
+    local = None
+    if first is not None and (reported or plan.nnodes == 1):
+        local = first  # the worker that stopped first is the cause; the others followed it
+    elif reported:
+        local = min(reported)
+    if local is not None:
+        result.failed_local_rank = local
+        result.failed_code = reported.get(local)
         result.failed_rank = plan.node_rank * plan.device.nproc_per_node + local
         result.failed_log = str(Path(node.log_dir) / f"workerlog.{local}")
-        result.log_tail = _tail(log_dir / f"workerlog.{local}") or _tail(Path(log))
+        result.log_tail = _tail(log_dir / f"workerlog.{local}")
+        if reported and local not in reported:
+            others = ", ".join(f"local rank {r} (code {c})" for r, c in sorted(reported.items()))
+            result.note = f"it stopped first; the launcher then reported {others}"
     else:
         result.log_tail = list(pump.tail)[-TAIL_LINES:]
     return result
@@ -251,7 +332,7 @@ def describe_failure(result: ExecResult, plan: Plan) -> str:
                     "a worker on another node probably failed (see that node's logs)")
         return f"the launcher exited with code {result.exit_code}"
     code = result.failed_code
-    how = f"failed with exit code {code}"
+    how = f"failed with exit code {code}" if code is not None else "stopped first"
     if code is not None and code < 0:
         try:
             how = f"was killed by {signal.Signals(-code).name}"
@@ -260,4 +341,9 @@ def describe_failure(result: ExecResult, plan: Plan) -> str:
     where = f"rank {result.failed_rank}"
     if plan.nnodes > 1 or plan.world_size > 1:
         where += f" (node {plan.node_rank}, local rank {result.failed_local_rank})"
-    return f"worker {where} {how}; log: {result.failed_log}"
+    text = f"worker {where} {how}; log: {result.failed_log}"
+    if result.note and code is not None:
+        text += f" ({result.note})"
+    elif result.note:
+        text = f"worker {where} failed: {result.note}; log: {result.failed_log}"
+    return text
