@@ -14,6 +14,16 @@ from trainctl.launch.cluster import apply_slurm
 PY = sys.executable
 
 
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    """NCCL_*/GLOO_* of the shell running the tests would be forwarded to the hosts."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith(("NCCL_", "GLOO_", "SLURM_")):
+            monkeypatch.delenv(key)
+
+
 def run(capsys, *argv):
     with pytest.raises(SystemExit) as exit_info:
         main(list(argv))
@@ -52,14 +62,18 @@ def test_dry_run_json_and_remote_options(capsys, tmp_path, monkeypatch):
     import json
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NCCL_IB_HCA", "mlx5_0:1")  # forwarded from the launching shell
+    monkeypatch.setenv("NCCL_DEBUG", "WARN")
+    monkeypatch.setenv("PADDLE_TRAINER_ID", "3")  # never forwarded
     code, out, err = run(capsys, "train", "-c", "roadsign.yml", "--hosts", "10.0.0.5,10.0.0.6", "--gpus", "0",
-                         "--remote-workdir", "/srv/job dir", "--remote-python", "/opt/env/bin/python",
+                         "--env", "NCCL_DEBUG=INFO", "--remote-workdir", "/srv/job dir", "--remote-python", "/opt/env/bin/python",
                          "--master-port", "9100", "--ssh-port", "2200", "--dry-run=json")
     assert code == 0, err
     plan = json.loads(out)
     assert plan["master"] == "10.0.0.5:9100"
     node = plan["nodes"][1]
     assert node["workdir"] == "/srv/job dir" and node["rank"] == 1
+    assert node["env"] == {"NCCL_DEBUG": "INFO", "NCCL_IB_HCA": "mlx5_0:1", "PYTHONUNBUFFERED": "1"}
     assert node["argv"][:4] == ["/opt/env/bin/python", "-m", "trainctl", "train"]
     assert node["argv"][node["argv"].index("--gpus") + 1] == "0"
     assert node["ssh_argv"][node["ssh_argv"].index("-p") + 1] == "2200"

@@ -122,6 +122,18 @@ def _hosts(copts: ClusterOptions) -> list[HostSpec]:
     return parse_hosts_arg(copts.hosts or "")
 
 
+FORWARDED_ENV_PREFIXES = ("NCCL_", "GLOO_")
+
+
+def forwarded_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """NCCL_* and GLOO_* set in the launching shell, for every host (as DeepSpeed forwards them).
+
+    An ssh session starts with a fresh environment, so these would otherwise be lost.
+    The preset each host computes and --env still win for the workers.
+    """
+    return {k: v for k, v in sorted(environ.items()) if k.startswith(FORWARDED_ENV_PREFIXES)}
+
+
 def _env_values(pairs) -> dict[str, str]:
     env = {}
     for pair in pairs or ():
@@ -170,7 +182,8 @@ def plan_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train"
     if output.is_quiet():
         global_flags.append("--quiet")
     train_argv = [python, "-m", "trainctl", *global_flags, task, *common]
-    env = _env_values(params.get("env"))
+    env = forwarded_environment(os.environ)
+    env.update(_env_values(params.get("env")))
     env.setdefault("PYTHONUNBUFFERED", "1")  # lines reach the prefixing reader as they are written
     settings = SshSettings(
         options=tuple(parse_ssh_option(o) for o in copts.ssh_options),
