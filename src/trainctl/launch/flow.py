@@ -87,9 +87,10 @@ def _checks(task: str, rc, topts: TaskOptions, plan: Plan, dry: bool) -> None:
     from trainctl import weights as weightmod
     from trainctl.data import check
 
-    tasks = ("train", "eval") if task == "eval" or topts.eval_during_train else ("train",)
     if task == "eval":
-        tasks = ("eval",)
+        tasks: tuple[str, ...] = ("eval",)
+    else:
+        tasks = ("train", "eval") if topts.eval_during_train else ("train",)
     if topts.sample_data:
         for name in tasks:
             spec = check.dataset_spec(rc, name)
