@@ -141,3 +141,16 @@ def test_parse_env_pairs():
     for bad in ("NOEQUALS", "=1", "1A=2", "A-B=1"):
         with pytest.raises(UserError):
             netpresets.parse_env_pairs([bad])
+
+
+def test_named_presets_bundled_and_user_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINCTL_PRESETS", str(tmp_path))
+    bundled = netpresets.build_env("consumer-gpu", facts())
+    assert bundled.name == "consumer-gpu" and bundled.env == {"NCCL_P2P_DISABLE": "1", "NCCL_IB_DISABLE": "1"}
+    assert bundled.source.endswith("presets/consumer-gpu.yml")
+    (tmp_path / "lab.yml").write_text("base: tcp\nenv:\n  NCCL_SOCKET_NTHREADS: 4\n")
+    lab = netpresets.build_env("lab", facts(), nnodes=2)
+    assert lab.name == "lab" and lab.env["NCCL_IB_DISABLE"] == "1" and lab.env["NCCL_SOCKET_NTHREADS"] == "4"
+    with pytest.raises(UserError, match="'nope' is not a preset") as excinfo:
+        netpresets.build_env("nope", facts())
+    assert "consumer-gpu" in excinfo.value.hint and "lab" in excinfo.value.hint

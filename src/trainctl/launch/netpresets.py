@@ -13,7 +13,9 @@
     gloo       CPU collectives: GLOO_SOCKET_IFNAME when more than one node
     auto       picks one of the above from what /sys shows (`choose_auto`)
 
-A user preset is a YAML file given as `--net path.yml`:
+A user preset is a YAML file, given as `--net path.yml` or as `--net NAME` for
+NAME.yml in $TRAINCTL_PRESETS, ~/.config/trainctl/presets or the presets
+bundled with trainctl (`consumer-gpu`: NCCL_P2P_DISABLE=1 for workstation GPUs):
 
     name: cluster-a          # optional, shown in the plan
     base: rdma               # optional: a built-in preset to start from
@@ -142,11 +144,14 @@ def build_env(
     source = None
     user_env: dict[str, str | None] = {}
     user_name = None
-    if name.endswith((".yml", ".yaml")) or os.sep in name:
-        user_name, base, user_env = load_user_preset(name)
-        source, name = name, base or "nccl"
     if name not in PRESETS:
-        raise UserError(f"--net {name!r} is not a preset", hint=f"use one of {', '.join(PRESETS)} or a .yml file")
+        path = find_user_preset(name)
+        if path is None:
+            names = sorted(set(PRESETS) | set(named_presets()))
+            raise UserError(f"--net {name!r} is not a preset",
+                            hint=f"use one of {', '.join(names)}, or a preset .yml file")
+        user_name, base, user_env = load_user_preset(path)
+        source, name = path, base or "nccl"
 
     reason = f"--net {name}"
     if name == "auto":
@@ -238,6 +243,33 @@ def build_env(
     env.update(extra_env or {})
     return NetEnv(name=user_name or name, reason=reason if not source else f"--net {source}",
                   env=env, notes=notes, warnings=warnings, source=source)
+
+
+def preset_dirs() -> list[Path]:
+    """Where `--net NAME` looks for NAME.yml: $TRAINCTL_PRESETS, ~/.config/trainctl/presets, then bundled."""
+    dirs = []
+    if os.environ.get("TRAINCTL_PRESETS"):
+        dirs.append(Path(os.environ["TRAINCTL_PRESETS"]).expanduser())
+    dirs.append(Path.home() / ".config" / "trainctl" / "presets")
+    dirs.append(Path(__file__).resolve().parent.parent / "presets")
+    return dirs
+
+
+def named_presets() -> dict[str, str]:
+    """Preset files found in preset_dirs(), by name (the first directory wins)."""
+    found: dict[str, str] = {}
+    for directory in preset_dirs():
+        if directory.is_dir():
+            for file in sorted(directory.glob("*.y*ml")):
+                found.setdefault(file.stem, str(file))
+    return found
+
+
+def find_user_preset(name: str) -> str | None:
+    """A preset file: a path (ends in .yml/.yaml or contains a /), or a name from preset_dirs()."""
+    if name.endswith((".yml", ".yaml")) or os.sep in name:
+        return name
+    return named_presets().get(name)
 
 
 def load_user_preset(path: str) -> tuple[str, str | None, dict[str, str | None]]:
