@@ -1,0 +1,625 @@
+"""trainctl benchmark suite: trainctl side by side with the plain alternative, in one run.
+
+    python benchmarks/run.py                         # every case, 3 repetitions
+    python benchmarks/run.py --cases cli,infer --repeats 5
+    python benchmarks/run.py --quick                 # 1 repetition, small sizes: checks the harness
+
+Run it with the Python that has paddle, ppdet and trainctl (e.g. /opt/tcenv/bin/python),
+or pass --python and --trainctl. Everything it makes (sample data, runs, the exported
+model) goes into benchmarks/work/ (not tracked); the results go to
+benchmarks/results/<YYYY-MM-DD>.json and .md. Method and goals: docs/benchmarks.md.
+
+Cases (each reports medians over the repetitions and the ratio to its baseline,
+both measured in this run):
+  cli         `trainctl --help`, `trainctl train -c roadsign.yml --dry-run`
+              vs `python -c "import paddle, ppdet"`
+  memory      peak RSS (VmHWM) of the trainctl process itself during a training run
+  overhead    process start -> first logged training iteration, trainctl train
+              vs benchmarks/baseline_train.py on the same resolved config
+  throughput  images/s over iterations 3.. of the same runs; scaling: 2 CPU
+              processes (paddle launch) vs 1
+  infer       trainctl infer --model-dir vs ppdet's dynamic-graph predict
+              (benchmarks/baseline_dygraph.py) and a bare Paddle Inference loop
+              (benchmarks/baseline_infer.py), same images, detections compared
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import harness  # noqa: E402
+from harness import median, run_timed, spread  # noqa: E402
+
+CASES = ("cli", "memory", "overhead", "throughput", "scaling", "infer")
+TRAIN_CONFIG = "roadsign_cpu_smoke.yml"
+# One fixed input size (the config's largest, also its eval/test size) and fixed
+# interpolation, so every iteration of every run does the same work; log every
+# iteration so batch_cost is per iteration.
+TRAIN_OVERRIDES = [
+    "log_iter=1",
+    "TrainReader.batch_transforms.0.BatchRandomResize.target_size=[224]",
+    "TrainReader.batch_transforms.0.BatchRandomResize.random_interp=false",
+]
+FIRST_COUNTED_STEP = 3  # throughput over iterations 3..N (0-based), after warm-up
+GOALS = {
+    "cli_seconds": 0.25,
+    "cli_speedup": 15.0,
+    "launcher_rss_mb": 100.0,
+    "overhead_ratio": 1.05,
+    "overhead_extra_s": 1.0,
+    "throughput_ratio": 0.98,
+    "infer_vs_dygraph": 5.0,
+    "infer_vs_bare": 0.9,
+}
+
+
+class Suite:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.python = args.python
+        self.trainctl = args.trainctl
+        self.work = Path(args.work).resolve()
+        self.repeats = args.repeats
+        self.quick = args.quick
+        self.dataset_images = 24 if self.quick else 40
+        self.infer_images = 8 if self.quick else 32
+        self.infer_few = 4 if self.quick else 4
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_", "FLAGS_"))}
+        self.env["PYTHONUNBUFFERED"] = "1"  # what trainctl sets for its workers; the baselines get it too
+        self.results: dict = {"cases": {}, "notes": []}
+        self._train_runs: dict[str, list[harness.TimedRun]] = {}
+
+    # ------------------------------------------------------------ helpers --
+
+    def log(self, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    def run(self, argv: list[str], what: str, check: bool = True, **kwargs) -> harness.TimedRun:
+        kwargs.setdefault("cwd", str(self.work))
+        kwargs.setdefault("env", self.env)
+        result = run_timed(argv, **kwargs)
+        self.log(f"  {what}: {result.wall:.2f} s, exit {result.exit_code}")
+        if check and result.exit_code != 0:
+            raise SystemExit(f"benchmark step failed: {what}\n$ {' '.join(argv)}\n{result.tail(30)}")
+        return result
+
+    def tc(self, *args: str) -> list[str]:
+        return [self.trainctl, *args]
+
+    def py(self, *args: str) -> list[str]:
+        return [self.python, *args]
+
+    # ------------------------------------------------------------ environment --
+
+    def describe_machine(self) -> dict:
+        probe = (
+            "import importlib.metadata as m, json, platform\n"
+            "v = {}\n"
+            "for d in ('paddlepaddle', 'paddledet', 'trainctl', 'numpy', 'opencv-python', 'click'):\n"
+            "    try: v[d] = m.version(d)\n"
+            "    except m.PackageNotFoundError: v[d] = None\n"
+            "v['python'] = platform.python_version()\n"
+            "print(json.dumps(v))\n"
+        )
+        versions = json.loads(subprocess.run(self.py("-c", probe), capture_output=True, text=True, check=True).stdout)
+        model = ""
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        mem_gib = None
+        try:
+            kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+            mem_gib = round(kb / 1024 / 1024, 1)
+        except (OSError, AttributeError):
+            pass
+        git = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gib": mem_gib, "kernel": platform.release(),
+                "versions": versions, "git_commit": git.stdout.strip() or None}
+
+    def prepare_data(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        dataset = self.work / "dataset" / "roadsign_voc"
+        marker = dataset / ".bench_images"
+        if not (marker.exists() and marker.read_text() == str(self.dataset_images)):
+            shutil.rmtree(dataset, ignore_errors=True)
+            self.run(self.tc("data", "sample", "--out", "dataset/roadsign_voc", "--images", str(self.dataset_images)),
+                     f"trainctl data sample ({self.dataset_images} images)")
+            marker.write_text(str(self.dataset_images))
+
+    # ------------------------------------------------------------ case 1: CLI --
+
+    def case_cli(self) -> None:
+        self.log("case cli: trainctl --help, train --dry-run vs python -c 'import paddle, ppdet'")
+        commands = {
+            "help": self.tc("--help"),
+            "dry_run": self.tc("train", "-c", "roadsign.yml", "--dry-run"),
+            "baseline": self.py("-c", "import paddle, ppdet"),
+        }
+        for name, argv in commands.items():  # warm-up: page cache, .pyc files
+            self.run(argv, f"warm-up {name}")
+        samples: dict[str, list[float]] = {name: [] for name in commands}
+        rss: dict[str, list[float]] = {name: [] for name in commands}
+        n = max(self.repeats, 5 if not self.quick else 2)
+        for i in range(n):
+            for name, argv in commands.items():
+                r = self.run(argv, f"{name} #{i + 1}")
+                samples[name].append(r.wall)
+                rss[name].append(r.tree_maxrss_mb)
+        base = median(samples["baseline"])
+        out = {"repeats": n, "baseline_command": "python -c 'import paddle, ppdet'",
+               "baseline_seconds": spread(samples["baseline"]), "baseline_peak_rss_mb": median(rss["baseline"])}
+        for name in ("help", "dry_run"):
+            med = median(samples[name])
+            out[name] = {"command": " ".join(["trainctl"] + commands[name][1:]), "seconds": spread(samples[name]),
+                         "peak_rss_mb": median(rss[name]), "speedup": base / med,
+                         "goal_met": med <= GOALS["cli_seconds"] and base / med >= GOALS["cli_speedup"]}
+            if not out[name]["goal_met"]:
+                out[name]["importtime_top"] = self.importtime(commands[name])
+        self.results["cases"]["cli"] = out
+
+    def importtime(self, argv: list[str]) -> list[dict]:
+        """python -X importtime of a trainctl command: the imports that cost most (cumulative, microseconds)."""
+        code = "import sys; from trainctl.cli import main; sys.argv = ['trainctl'] + sys.argv[1:]; main()"
+        proc = subprocess.run(self.py("-X", "importtime", "-c", code, *argv[1:]), cwd=self.work, env=self.env,
+                              capture_output=True, text=True)
+        rows = []
+        for line in proc.stderr.splitlines():
+            m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", line)
+            if m:
+                rows.append({"module": m.group(4), "self_us": int(m.group(1)), "cumulative_us": int(m.group(2)),
+                             "depth": len(m.group(3)) // 2})
+        top = sorted((r for r in rows if r["depth"] <= 1), key=lambda r: -r["cumulative_us"])[:12]
+        return top
+
+    # ------------------------------------------------------------ cases 2-4: training --
+
+    def train_argv(self, run_dir: str, nproc: int = 1) -> list[str]:
+        argv = self.tc("train", "-c", TRAIN_CONFIG, "--output", run_dir)
+        if nproc > 1:
+            argv += ["--nproc", str(nproc)]
+        for o in TRAIN_OVERRIDES:
+            argv += ["-o", o]
+        return argv
+
+    def training_pairs(self) -> tuple[list[harness.TimedRun], list[harness.TimedRun]]:
+        """trainctl train and baseline_train.py, alternating (ABBA) so drift hits both alike."""
+        if "trainctl" in self._train_runs:
+            return self._train_runs["trainctl"], self._train_runs["baseline"]
+        self.prepare_data()
+        ours: list[harness.TimedRun] = []
+        theirs: list[harness.TimedRun] = []
+        resolved = self.work / "bench_resolved.yml"
+        tc_dir, base_dir = "output/bench_trainctl", "output/bench_baseline"
+
+        def run_ours(i: int) -> None:
+            shutil.rmtree(self.work / tc_dir, ignore_errors=True)
+            r = self.run(self.train_argv(tc_dir), f"trainctl train #{i + 1}", poll_rss=True)
+            ours.append(r)
+            shutil.copyfile(self.work / tc_dir / "config.yml", resolved)
+
+        def run_theirs(i: int) -> None:
+            shutil.rmtree(self.work / base_dir, ignore_errors=True)
+            argv = self.py(str(HERE / "baseline_train.py"), "-c", str(resolved), "--save-dir", base_dir)
+            theirs.append(self.run(argv, f"baseline_train.py #{i + 1}", poll_rss=True))
+
+        for i in range(self.repeats):
+            if i % 2 == 0:
+                run_ours(i)
+                run_theirs(i)
+            else:
+                run_theirs(i)
+                run_ours(i)
+        self._train_runs["trainctl"], self._train_runs["baseline"] = ours, theirs
+        return ours, theirs
+
+    @staticmethod
+    def first_iteration(run: harness.TimedRun) -> float | None:
+        its = run.iterations()
+        return its[0].arrived if its else None
+
+    @staticmethod
+    def throughput(run: harness.TimedRun, batch_size: int, world_size: int = 1,
+                   first_step: int = FIRST_COUNTED_STEP) -> dict:
+        """images/s over epoch-0 iterations first_step.. from ppdet's per-iteration batch_cost (all ranks)."""
+        its = [it for it in run.iterations() if it.epoch == 0 and it.step >= first_step]
+        if not its:
+            return {"images_per_s": None, "iterations": 0}
+        seconds = sum(it.batch_cost for it in its)
+        images = len(its) * batch_size * world_size
+        return {"images_per_s": images / seconds, "iterations": len(its), "steps_per_epoch": its[0].steps,
+                "first_step": first_step, "mean_batch_cost": seconds / len(its)}
+
+    def case_memory(self) -> None:
+        self.log("case memory: peak RSS of the trainctl process during training")
+        ours, theirs = self.training_pairs()
+        out = {
+            "launcher_peak_rss_mb": spread([r.peak_rss_mb for r in ours]),
+            "worker_tree_peak_rss_mb": spread([r.tree_maxrss_mb for r in ours]),
+            "baseline_peak_rss_mb": spread([r.peak_rss_mb for r in theirs]),
+        }
+        out["goal_met"] = median([r.peak_rss_mb for r in ours]) <= GOALS["launcher_rss_mb"]
+        self.results["cases"]["memory"] = out
+
+    def case_overhead(self) -> None:
+        self.log("case overhead: start -> first logged training iteration")
+        ours, theirs = self.training_pairs()
+        a = [self.first_iteration(r) for r in ours]
+        b = [self.first_iteration(r) for r in theirs]
+        ma, mb = median(a), median(b)
+        out = {"trainctl_seconds": spread(a), "baseline_seconds": spread(b),
+               "trainctl_total_seconds": spread([r.wall for r in ours]),
+               "baseline_total_seconds": spread([r.wall for r in theirs])}
+        if ma is not None and mb is not None:
+            out["ratio"] = ma / mb
+            out["extra_seconds"] = ma - mb
+            out["goal_met"] = out["ratio"] <= GOALS["overhead_ratio"] or out["extra_seconds"] <= GOALS["overhead_extra_s"]
+        self.results["cases"]["overhead"] = out
+
+    def case_throughput(self) -> None:
+        self.log("case throughput: images/s over iterations 3..N")
+        ours, theirs = self.training_pairs()
+        ta = [self.throughput(r, 2) for r in ours]
+        tb = [self.throughput(r, 2) for r in theirs]
+        ma = median([t["images_per_s"] for t in ta])
+        mb = median([t["images_per_s"] for t in tb])
+        out = {"trainctl_images_per_s": spread([t["images_per_s"] for t in ta]),
+               "baseline_images_per_s": spread([t["images_per_s"] for t in tb]),
+               "iterations_counted": ta[0].get("iterations"), "steps_per_epoch": ta[0].get("steps_per_epoch"),
+               "batch_size": 2, "input_size": 224,
+               "trainctl_cpu_utilisation": median([r.cpu_seconds / r.wall for r in ours]),
+               "baseline_cpu_utilisation": median([r.cpu_seconds / r.wall for r in theirs])}
+        if ma and mb:
+            out["ratio"] = ma / mb
+            out["goal_met"] = out["ratio"] >= GOALS["throughput_ratio"]
+        self.results["cases"]["throughput"] = out
+
+    def case_scaling(self) -> None:
+        self.log("case scaling: 2 CPU processes (paddle launch) vs 1")
+        ours, _ = self.training_pairs()
+        runs = []
+        for i in range(self.repeats):
+            run_dir = "output/bench_nproc2"
+            shutil.rmtree(self.work / run_dir, ignore_errors=True)
+            r = self.run(self.train_argv(run_dir, nproc=2), f"trainctl train --nproc 2 #{i + 1}", poll_rss=True)
+            if not r.iterations():  # paddle launch did not echo rank 0's log: read it from the run dir
+                log = self.work / run_dir / "logs" / "workerlog.0"
+                r.lines = [(0.0, line) for line in log.read_text(errors="replace").splitlines()]
+            runs.append(r)
+        one = [self.throughput(r, 2, 1, first_step=2) for r in ours]
+        two = [self.throughput(r, 2, 2, first_step=2) for r in runs]
+        m1 = median([t["images_per_s"] for t in one])
+        m2 = median([t["images_per_s"] for t in two])
+        out = {"one_process_images_per_s": spread([t["images_per_s"] for t in one]),
+               "two_processes_images_per_s": spread([t["images_per_s"] for t in two]),
+               "iterations_counted_per_rank": two[0].get("iterations"), "first_step": 2,
+               "one_process_mean_batch_cost": median([t.get("mean_batch_cost") for t in one]),
+               "two_processes_mean_batch_cost": median([t.get("mean_batch_cost") for t in two]),
+               "one_process_cpu_utilisation": median([r.cpu_seconds / r.wall for r in ours]),
+               "two_processes_cpu_utilisation": median([r.cpu_seconds / r.wall for r in runs]),
+               "two_processes_launcher_peak_rss_mb": median([r.peak_rss_mb for r in runs]),
+               "omp_num_threads_per_worker": 1}
+        if m1 and m2:
+            out["scaling_factor"] = m2 / m1
+        self.results["cases"]["scaling"] = out
+
+    # ------------------------------------------------------------ case 5: inference --
+
+    def infer_setup(self) -> tuple[Path, Path, Path, str, str]:
+        """Trained weights (the training case's, or a fresh run), an exported model, image dirs."""
+        self.prepare_data()
+        run_dir = self.work / "output" / "bench_trainctl"
+        if not (run_dir / "model_final.pdparams").exists():
+            self.run(self.train_argv("output/bench_trainctl"), "trainctl train (weights for inference)")
+        model = self.work / "model"
+        shutil.rmtree(model, ignore_errors=True)
+        self.run(self.tc("export", "-c", TRAIN_CONFIG, "--weights", "output/bench_trainctl/model_final",
+                         "--output", "model"), "trainctl export")
+        weights_dir = self.work / "infer_weights"  # keep the weights: later training runs replace bench_trainctl
+        shutil.rmtree(weights_dir, ignore_errors=True)
+        weights_dir.mkdir()
+        for name in ("model_final.pdparams", "config.yml", "label_list.txt"):
+            shutil.copyfile(run_dir / name, weights_dir / name)
+        images = sorted((self.work / "dataset" / "roadsign_voc" / "images").iterdir())
+        all_dir, few_dir = self.work / "infer_images" / "all", self.work / "infer_images" / "few"
+        for d, n in ((all_dir, self.infer_images), (few_dir, self.infer_few)):
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True)
+            for p in images[:n]:
+                shutil.copyfile(p, d / p.name)
+        return model, all_dir, few_dir, str(weights_dir / "model_final"), str(weights_dir / "config.yml")
+
+    def case_infer(self) -> None:
+        self.log("case infer: trainctl infer --model-dir vs dynamic graph vs bare Paddle Inference loop")
+        model, all_dir, few_dir, weights, flat_config = self.infer_setup()
+        threshold = self.args.threshold
+        out_dir = self.work / "infer_out"
+
+        def commands(images: Path, tag: str) -> dict[str, list[str]]:
+            return {
+                "trainctl": self.tc("infer", "--model-dir", str(model), "--dir", str(images), "--threads", "2",
+                                    "--threshold", str(threshold), "--output", str(out_dir / f"trainctl_{tag}")),
+                "bare": self.py(str(HERE / "baseline_infer.py"), "--model-dir", str(model), "--dir", str(images),
+                                "--threads", "2", "--rows", str(out_dir / f"bare_{tag}.json")),
+                "dygraph": self.py(str(HERE / "baseline_dygraph.py"), "-c", flat_config, "--weights", weights,
+                                   "--dir", str(images), "--output", str(out_dir / f"dygraph_{tag}"),
+                                   "--threshold", str(threshold), "--rows", str(out_dir / f"dygraph_{tag}.json")),
+            }
+
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        walls: dict[str, dict[str, list[float]]] = {k: {"all": [], "few": []} for k in ("trainctl", "bare", "dygraph")}
+        internal: dict[str, list[float]] = {"bare": [], "dygraph": []}
+        for tool, argv in commands(few_dir, "warm").items():
+            self.run(argv, f"warm-up {tool}")
+        for i in range(self.repeats):
+            for tag, images in (("all", all_dir), ("few", few_dir)):
+                for tool, argv in commands(images, tag).items():
+                    r = self.run(argv, f"{tool} {tag} #{i + 1}")
+                    walls[tool][tag].append(r.wall)
+                    if tool in internal and tag == "all":
+                        info = json.loads([ln for _, ln in r.lines if ln.startswith("{")][-1])
+                        internal[tool].append(info["images_per_s"])
+        n_all, n_few = self.infer_images, self.infer_few
+        out: dict = {"images": n_all, "few_images": n_few, "input_size": 224, "threshold": threshold,
+                     "method": f"images/s = ({n_all} - {n_few}) / (median wall({n_all} images) - median wall({n_few} images)) "
+                               "of whole processes: startup, model load and warm-up cancel out"}
+        rate = {}
+        for tool, w in walls.items():
+            d = median(w["all"]) - median(w["few"])
+            rate[tool] = (n_all - n_few) / d if d > 0 else None
+            out[tool] = {"wall_all": spread(w["all"]), "wall_few": spread(w["few"]), "images_per_s": rate[tool],
+                         "end_to_end_images_per_s": n_all / median(w["all"])}
+        for tool, values in internal.items():
+            out[tool]["in_process_images_per_s"] = spread(values)
+        if rate["trainctl"] and rate["dygraph"]:
+            out["vs_dygraph"] = rate["trainctl"] / rate["dygraph"]
+            out["vs_dygraph_goal_met"] = out["vs_dygraph"] >= GOALS["infer_vs_dygraph"]
+        if rate["trainctl"] and rate["bare"]:
+            out["vs_bare"] = rate["trainctl"] / rate["bare"]
+            out["vs_bare_goal_met"] = out["vs_bare"] >= GOALS["infer_vs_bare"]
+        out["detections"] = self.compare_detections(out_dir, threshold)
+        if not self.quick:
+            r = self.run(self.py(str(HERE / "baseline_infer.py"), "--model-dir", str(model), "--dir", str(all_dir),
+                                 "--sweep"), "bare loop sweep (threads x oneDNN x batch)")
+            out["bare_sweep"] = json.loads([ln for _, ln in r.lines if ln.startswith("{")][-1])["sweep"]
+        self.results["cases"]["infer"] = out
+
+    @staticmethod
+    def compare_detections(out_dir: Path, threshold: float) -> dict:
+        def from_rows(path: Path) -> dict[str, list[dict]]:
+            rows = json.loads(path.read_text())
+            return {name: [{"class_id": int(r[0]), "score": float(r[1]), "box": [float(v) for v in r[2:6]]}
+                           for r in rs if int(r[0]) >= 0] for name, rs in rows.items()}
+
+        ours: dict[str, list[dict]] = {}
+        data = json.loads((out_dir / "trainctl_all" / "detections.json").read_text())
+        for name in data["images"]:
+            ours.setdefault(os.path.basename(name), [])
+        for d in data["detections"]:
+            ours.setdefault(os.path.basename(d["file"]), []).append(
+                {"class_id": d["class_id"], "score": d["score"], "box": d["box"]})
+        return {
+            "trainctl_vs_bare": harness.match_detections(ours, from_rows(out_dir / "bare_all.json"), threshold,
+                                                         score_tol=0.002, iou_min=0.95),
+            "trainctl_vs_dygraph": harness.match_detections(ours, from_rows(out_dir / "dygraph_all.json"), threshold,
+                                                            score_tol=0.005, iou_min=0.9),
+        }
+
+    # ------------------------------------------------------------ driver --
+
+    def run_cases(self, cases: list[str]) -> dict:
+        start = time.perf_counter()
+        self.results["date"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        self.results["machine"] = self.describe_machine()
+        self.results["settings"] = {"repeats": self.repeats, "quick": self.quick, "cases": cases,
+                                    "train_config": TRAIN_CONFIG, "train_overrides": TRAIN_OVERRIDES,
+                                    "dataset_images": self.dataset_images, "goals": GOALS}
+        self.results["load_average_start"] = harness.load_average()
+        order = [c for c in CASES if c in cases]
+        for case in order:
+            getattr(self, f"case_{case}")()
+        self.results["load_average_end"] = harness.load_average()
+        self.results["suite_seconds"] = time.perf_counter() - start
+        return self.results
+
+
+# ---------------------------------------------------------------- report --
+
+
+def _fmt(value, digits: int = 2, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}{unit}"
+
+
+def _met(flag) -> str:
+    if flag is None:
+        return "n/a"
+    return "**met**" if flag else "**missed**"
+
+
+def render_markdown(res: dict) -> str:
+    m = res["machine"]
+    v = m["versions"]
+    c = res["cases"]
+    lines = [
+        f"Benchmarks of {res['date']} on {m['cpus']} CPU cores ({m['cpu_model']}, {m['memory_gib']} GiB), "
+        f"Python {v.get('python')}, paddlepaddle {v.get('paddlepaddle')}, paddledet {v.get('paddledet')}, "
+        f"trainctl {v.get('trainctl')} ({m.get('git_commit')}). "
+        f"Medians of {res['settings']['repeats']} runs{' (quick mode)' if res['settings']['quick'] else ''}; "
+        f"every baseline measured in the same run; load average "
+        f"{res['load_average_start'][0]:.2f} at start, {res['load_average_end'][0]:.2f} at end; "
+        f"suite time {res['suite_seconds'] / 60:.1f} min.",
+        "",
+        "| case | trainctl | baseline | ratio | goal | result |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    if "cli" in c:
+        cli = c["cli"]
+        base = cli["baseline_seconds"]["median"]
+        for key, label in (("help", "`trainctl --help`"), ("dry_run", "`trainctl train -c roadsign.yml --dry-run`")):
+            x = cli[key]
+            lines.append(f"| CLI latency: {label} | {_fmt(x['seconds']['median'], 3, ' s')} | "
+                         f"{_fmt(base, 2, ' s')} (`import paddle, ppdet`) | {_fmt(x['speedup'], 1, 'x faster')} | "
+                         f"<= 0.25 s and >= 15x | {_met(x['goal_met'])} |")
+    if "memory" in c:
+        x = c["memory"]
+        lines.append(f"| Launcher memory: peak RSS of the trainctl process while training | "
+                     f"{_fmt(x['launcher_peak_rss_mb']['median'], 1, ' MB')} | "
+                     f"{_fmt(x['baseline_peak_rss_mb']['median'], 0, ' MB')} (baseline_train.py; worker "
+                     f"{_fmt(x['worker_tree_peak_rss_mb']['median'], 0, ' MB')}) | - | <= 100 MB | {_met(x['goal_met'])} |")
+    if "overhead" in c:
+        x = c["overhead"]
+        lines.append(f"| Launch overhead: start to first logged iteration | {_fmt(x['trainctl_seconds']['median'], 2, ' s')} | "
+                     f"{_fmt(x['baseline_seconds']['median'], 2, ' s')} (baseline_train.py) | "
+                     f"{_fmt(x.get('ratio'), 3)} ({_fmt(x.get('extra_seconds'), 2, ' s')} more) | "
+                     f"<= 1.05 or <= +1 s | {_met(x.get('goal_met'))} |")
+    if "throughput" in c:
+        x = c["throughput"]
+        lines.append(f"| Training throughput, iterations {FIRST_COUNTED_STEP}..{(x.get('steps_per_epoch') or 0) - 1}, "
+                     f"batch 2 at 224 px | {_fmt(x['trainctl_images_per_s']['median'], 2, ' img/s')} | "
+                     f"{_fmt(x['baseline_images_per_s']['median'], 2, ' img/s')} | {_fmt(x.get('ratio'), 3)} | "
+                     f">= 0.98 | {_met(x.get('goal_met'))} |")
+    if "scaling" in c:
+        x = c["scaling"]
+        lines.append(f"| Scaling: 2 CPU processes (paddle launch, gloo) vs 1 | "
+                     f"{_fmt(x['two_processes_images_per_s']['median'], 2, ' img/s')} | "
+                     f"{_fmt(x['one_process_images_per_s']['median'], 2, ' img/s')} (1 process) | "
+                     f"{_fmt(x.get('scaling_factor'), 2, 'x')} | reported | - |")
+    if "infer" in c:
+        x = c["infer"]
+        t = x["trainctl"]["images_per_s"]
+        lines.append(f"| Inference vs dynamic graph ({x['images']} images, {x['input_size']} px) | "
+                     f"{_fmt(t, 2, ' img/s')} | {_fmt(x['dygraph']['images_per_s'], 2, ' img/s')} (ppdet Trainer.predict) | "
+                     f"{_fmt(x.get('vs_dygraph'), 2, 'x')} | >= 5x | {_met(x.get('vs_dygraph_goal_met'))} |")
+        lines.append(f"| Inference vs bare Paddle Inference loop (oneDNN, 2 threads) | {_fmt(t, 2, ' img/s')} | "
+                     f"{_fmt(x['bare']['images_per_s'], 2, ' img/s')} | {_fmt(x.get('vs_bare'), 2, 'x')} | >= 0.9x | "
+                     f"{_met(x.get('vs_bare_goal_met'))} |")
+        d = x["detections"]["trainctl_vs_bare"]
+        lines.append(f"| Same detections as the bare loop (score >= {x['threshold']}) | {d['matched']} matched | "
+                     f"{d['reference']} rows | max score diff {_fmt(d['max_score_diff'], 4)} | same within "
+                     f"±{d['score_tol']} score, IoU >= {d['iou_min']} | {_met(d['same'])} |")
+    lines.append("")
+    lines += render_details(res)
+    return "\n".join(lines) + "\n"
+
+
+def render_details(res: dict) -> list[str]:
+    c = res["cases"]
+    out = ["Details:", ""]
+    if "cli" in c:
+        for key in ("help", "dry_run"):
+            x = c["cli"][key]
+            s = x["seconds"]
+            out.append(f"- `{x['command']}`: median {s['median']:.3f} s (min {s['min']:.3f}, max {s['max']:.3f}, "
+                       f"n={s['n']}), peak RSS {_fmt(x['peak_rss_mb'], 0, ' MB')}.")
+            if x.get("importtime_top"):
+                top = ", ".join(f"{r['module']} {r['cumulative_us'] / 1000:.0f} ms" for r in x["importtime_top"][:8])
+                out.append(f"  Costliest imports (python -X importtime, cumulative): {top}.")
+        b = c["cli"]["baseline_seconds"]
+        out.append(f"- `import paddle, ppdet`: median {b['median']:.2f} s (min {b['min']:.2f}, max {b['max']:.2f}), "
+                   f"peak RSS {_fmt(c['cli']['baseline_peak_rss_mb'], 0, ' MB')}.")
+    if "overhead" in c:
+        x = c["overhead"]
+        out.append(f"- Whole training run (process start to exit): trainctl {x['trainctl_total_seconds']['median']:.1f} s, "
+                   f"baseline {x['baseline_total_seconds']['median']:.1f} s.")
+    if "throughput" in c:
+        x = c["throughput"]
+        out.append(f"- Throughput from ppdet's per-iteration batch_cost (log_iter=1), {x['iterations_counted']} "
+                   f"iterations per run; CPU use (CPU seconds / wall): trainctl tree {_fmt(x['trainctl_cpu_utilisation'])}, "
+                   f"baseline {_fmt(x['baseline_cpu_utilisation'])} cores.")
+    if "scaling" in c:
+        x = c["scaling"]
+        out.append(f"- Scaling: per-rank iteration {_fmt(x['two_processes_mean_batch_cost'], 2, ' s')} with 2 processes "
+                   f"(OMP_NUM_THREADS=1 each) vs {_fmt(x['one_process_mean_batch_cost'], 2, ' s')} with 1; CPU use "
+                   f"{_fmt(x['two_processes_cpu_utilisation'])} vs {_fmt(x['one_process_cpu_utilisation'])} cores; "
+                   f"launcher peak RSS with paddle launch {_fmt(x['two_processes_launcher_peak_rss_mb'], 0, ' MB')}.")
+    if "infer" in c:
+        x = c["infer"]
+        out.append(f"- Inference method: {x['method']}.")
+        for tool in ("trainctl", "bare", "dygraph"):
+            t = x[tool]
+            extra = ""
+            if "in_process_images_per_s" in t:
+                extra = f", in-process loop {_fmt(t['in_process_images_per_s']['median'], 2, ' img/s')}"
+            out.append(f"  - {tool}: {_fmt(t['images_per_s'], 2, ' img/s')}; {x['images']} images end to end "
+                       f"{t['wall_all']['median']:.2f} s ({_fmt(t['end_to_end_images_per_s'], 2, ' img/s')}){extra}.")
+        d = x["detections"]["trainctl_vs_dygraph"]
+        out.append(f"- Detections, trainctl (exported) vs dynamic graph: {d['matched']} matched, max score diff "
+                   f"{_fmt(d['max_score_diff'], 4)}, {'same' if d['same'] else 'differences: ' + '; '.join(d['problems'][:3])}.")
+        bare = x["detections"]["trainctl_vs_bare"]
+        if not bare["same"]:
+            out.append(f"- trainctl vs bare loop differences: {'; '.join(bare['problems'][:5])}.")
+        if x.get("bare_sweep"):
+            best = max(x["bare_sweep"], key=lambda r: r["images_per_s"])
+            rows = ", ".join(f"{r['threads']}t/{'oneDNN' if r['onednn'] else 'no oneDNN'}/b{r['batch']} "
+                             f"{r['images_per_s']:.1f}" for r in x["bare_sweep"])
+            out.append(f"- Bare-loop settings (in-process img/s): {rows}; fastest: {best['threads']} threads, "
+                       f"oneDNN {'on' if best['onednn'] else 'off'}, batch {best['batch']}.")
+    for note in res.get("notes", []):
+        out.append(f"- {note}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="trainctl benchmark suite (see the module docstring)")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}")
+    parser.add_argument("--repeats", type=int, help="repetitions per measurement (default 3, --quick 1)")
+    parser.add_argument("--quick", action="store_true", help="1 repetition, smaller data: checks the harness")
+    parser.add_argument("--python", default=sys.executable, help="Python with paddle and ppdet (default: this one)")
+    parser.add_argument("--trainctl", help="trainctl executable (default: next to --python, else on PATH)")
+    parser.add_argument("--work", default=str(HERE / "work"), help="scratch directory (default benchmarks/work)")
+    parser.add_argument("--results", help="where <date>.json and .md go (default benchmarks/results; "
+                                           "--quick: benchmarks/work/results)")
+    parser.add_argument("--threshold", type=float, default=0.01,
+                        help="score threshold for inference and the detection check (default: the model's NMS threshold, "
+                             "so every output row is compared)")
+    parser.add_argument("--max-load", type=float, help="wait (up to 10 min) until the 1-min load average is below this")
+    args = parser.parse_args(argv)
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    if not args.trainctl:
+        beside = Path(args.python).parent / "trainctl"
+        args.trainctl = str(beside) if beside.exists() else shutil.which("trainctl")
+        if not args.trainctl:
+            parser.error("trainctl not found next to --python nor on PATH; pass --trainctl")
+
+    if args.max_load is not None:
+        harness.wait_for_quiet(args.max_load, 600)
+    suite = Suite(args)
+    results = suite.run_cases(cases)
+    out = Path(args.results or (HERE / "work" / "results" if args.quick else HERE / "results"))
+    out.mkdir(parents=True, exist_ok=True)
+    stem = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d") + ("-quick" if args.quick else "")
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    markdown = render_markdown(results)
+    (out / f"{stem}.md").write_text(markdown)
+    print()
+    print(markdown)
+    print(f"wrote {out / (stem + '.json')} and {out / (stem + '.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
