@@ -19,6 +19,7 @@ Everything is removed in `close()`, which the fixtures call even when a test fai
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -30,6 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
+# one JSON file per running cluster (creator pid, namespaces, links), so a later run can
+# remove what a killed test process could not
+REGISTRY = Path("/run/trainctl-test-netns")
 
 
 def available() -> str | None:
@@ -104,9 +108,16 @@ class SshCluster:
 
     # ------------------------------------------------------------------ setup
     def _start(self, n: int, private: list[dict[str, str]]) -> None:
+        sweep_stale()
         tag = uuid.uuid4().hex[:5]
         subnet = _free_subnet()
         self.bridge = f"tcb{tag}"
+        self.tag = tag
+        REGISTRY.mkdir(parents=True, exist_ok=True)
+        (REGISTRY / tag).write_text(json.dumps({
+            "pid": os.getpid(), "bridge": self.bridge,
+            "netns": [f"tcs{tag}h{i}" for i in range(n)], "links": [f"tcr{tag}{i}" for i in range(n)],
+        }))
         _run("ip", "link", "add", self.bridge, "type", "bridge")
         _run("ip", "addr", "add", f"{subnet}.1/24", "dev", self.bridge)
         _run("ip", "link", "set", self.bridge, "up")
@@ -237,6 +248,45 @@ class SshCluster:
             _run("ip", "link", "del", host.root_ifname, check=False)
         if self.bridge:
             _run("ip", "link", "del", self.bridge, check=False)
+        if getattr(self, "tag", None):
+            (REGISTRY / self.tag).unlink(missing_ok=True)
+
+
+def sweep_stale() -> None:
+    """Remove clusters whose creating process is gone (a test run killed before its finalizer)."""
+    if not REGISTRY.is_dir():
+        return
+    for entry in REGISTRY.iterdir():
+        try:
+            info = json.loads(entry.read_text())
+        except (OSError, ValueError):
+            continue
+        if _pid_alive(int(info.get("pid", 0))):
+            continue
+        for netns in info.get("netns", []):
+            out = _run("ip", "netns", "pids", netns, check=False).stdout
+            for pid in out.split():
+                try:
+                    os.kill(int(pid), 9)
+                except ProcessLookupError:
+                    pass
+            _run("ip", "netns", "del", netns, check=False)
+        for link in info.get("links", []) + [info.get("bridge", "")]:
+            if link:
+                _run("ip", "link", "del", link, check=False)
+        entry.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _free_subnet() -> str:
