@@ -179,9 +179,15 @@ class _WorkerWatch(threading.Thread):
 
     def run(self) -> None:
         done: set[int] = set()
+        tick = 0
         while not self._halt.is_set():
-            if len(self.pids) < self.expected:
+            # looking for new workers reads every /proc/*/environ: about once a second is enough
+            if len(self.pids) < self.expected and tick % 5 == 0:
                 self._scan()
+            tick += 1
+            if len(self.pids) < self.expected:
+                self._halt.wait(self.interval)
+                continue  # until every worker is known, "first to exit" would mean nothing
             for rank, pid in self.pids.items():
                 if rank not in done and self._gone(pid):
                     done.add(rank)
