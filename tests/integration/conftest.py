@@ -1,0 +1,125 @@
+"""Session fixtures for the real-paddle tests: the sample dataset and one smoke training.
+
+Everything that imports paddle runs in subprocesses (the worker, the trainctl
+CLI), as it does for users; the pytest process itself stays paddle-free, so
+in-process tests elsewhere see a clean interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+ROAD554 = SHARED / "reference" / "images" / "road554.png"
+SMOKE_CONFIG = "roadsign_cpu_smoke.yml"
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "2")
+    env.pop("TRAINCTL_DEBUG", None)
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """`trainctl ARGS` in a fresh process, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "trainctl", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def run_worker(job: Path, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "trainctl.runner.worker", "--job", str(job)], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("trainctl: error:")]
+
+
+def write_run(workdir: Path, run_dir: Path, task: str, overrides: list[str] = (), **job_fields) -> Path:
+    """config.yml + job.json as the launcher writes them; returns the job path."""
+    from trainctl.config import dump_yaml, resolve
+    from trainctl.runner.job import CONFIG_FILE, JOB_FILE, Job
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rc = resolve(SMOKE_CONFIG, overrides=list(overrides))
+    (run_dir / CONFIG_FILE).write_text(dump_yaml(rc.data))
+    job = Job(task=task, config=str(run_dir / CONFIG_FILE), run_dir=str(run_dir), **job_fields)
+    job.save(run_dir / JOB_FILE)
+    return run_dir / JOB_FILE
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(tmp_path_factory) -> Path:
+    """A working directory holding dataset/roadsign_voc (12 synthetic images), where the smoke config looks."""
+    from trainctl.data.sample import write_sample_dataset
+
+    work = tmp_path_factory.mktemp("work")
+    write_sample_dataset(work / "dataset" / "roadsign_voc", images=12, seed=0)
+    return work
+
+
+@dataclass
+class SmokeRun:
+    workdir: Path
+    run_dir: Path
+    log: str
+    seconds: float
+
+    @property
+    def config(self) -> Path:
+        return self.run_dir / "config.yml"
+
+    @property
+    def final(self) -> Path:
+        return self.run_dir / "model_final"
+
+
+@pytest.fixture(scope="session")
+def smoke_run(sample_dataset) -> SmokeRun:
+    """The smoke config trained for one epoch with --eval, once per session, through the worker.
+
+    `use_gpu=true` and device auto on purpose: a GPU config must not crash a CPU-only machine.
+    """
+    run_dir = sample_dataset / "output" / "roadsign_cpu_smoke"
+    job = write_run(sample_dataset, run_dir, "train", ["use_gpu=true"], device="auto", eval_during_train=True, seed=0)
+    start = time.monotonic()
+    proc = run_worker(job, sample_dataset)
+    seconds = time.monotonic() - start
+    log = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        pytest.fail(f"smoke training failed (exit {proc.returncode}):\n{log[-4000:]}")
+    return SmokeRun(sample_dataset, run_dir, log, seconds)
+
+
+@pytest.fixture(scope="session")
+def exported_model(smoke_run, ptools) -> Path:
+    """`trainctl export` of the smoke run's model_final, once per session."""
+    out = smoke_run.workdir / "exported"
+    proc = ptools.run_cli(["export", "-c", "roadsign_cpu_smoke.yml", "--weights", str(smoke_run.final), "--output", str(out)], smoke_run.workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"to {out}" in proc.stdout
+    return out
+
+
+class Tools:
+    """The helpers above, handed to tests as the `ptools` fixture (tests do not import conftest)."""
+
+    run_cli = staticmethod(run_cli)
+    run_worker = staticmethod(run_worker)
+    write_run = staticmethod(write_run)
+    error_lines = staticmethod(error_lines)
+    road554 = ROAD554
+
+
+@pytest.fixture(scope="session")
+def ptools() -> Tools:
+    return Tools()

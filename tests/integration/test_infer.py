@@ -1,0 +1,116 @@
+"""`trainctl infer` both ways (dynamic graph, exported model) on real images, with the same results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.paddle
+
+LABELS = ["speedlimit", "crosswalk", "trafficlight", "stop"]
+
+
+def _infer(ptools, cwd, args, out):
+    proc = ptools.run_cli(["infer", *args, "--output", str(out)], cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "results in" in proc.stdout
+    return json.loads((out / "detections.json").read_text())
+
+
+def _iou(a, b):
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else float(a == b)
+
+
+def assert_same_detections(dynamic, exported, top_k=15, score_tol=0.02, min_iou=0.9):
+    """Every one of the dynamic path's top-k detections has a twin in the exported path's results."""
+    assert abs(len(dynamic) - len(exported)) <= 2 + len(dynamic) // 20, (len(dynamic), len(exported))
+    for d in sorted(dynamic, key=lambda d: -d["score"])[:top_k]:
+        twins = [e for e in exported if e["file"] == d["file"] and e["class_id"] == d["class_id"]
+                 and abs(e["score"] - d["score"]) <= score_tol and _iou(e["box"], d["box"]) >= min_iou]
+        assert twins, f"no exported twin for {d}"
+
+
+@pytest.fixture(scope="session")
+def images(smoke_run, ptools):
+    return [str(smoke_run.workdir / "dataset" / "roadsign_voc" / "images" / "road4.png"), str(ptools.road554)]
+
+
+def _check_outputs(result, out, images):
+    assert result["images"] == images
+    assert result["labels"] == LABELS
+    for d in result["detections"]:
+        assert set(d) == {"file", "class_id", "class", "score", "box"}
+        assert d["file"] in images and d["class"] == LABELS[d["class_id"]]
+        assert d["score"] >= result["threshold"] and len(d["box"]) == 4
+    for image in images:
+        annotated = out / image.rsplit("/", 1)[-1]
+        assert annotated.stat().st_size > 1000, annotated
+
+
+def test_infer_dynamic_and_exported_on_the_smoke_model(smoke_run, exported_model, images, ptools, tmp_path):
+    args = ["--img", images[0]]
+    dyn = _infer(ptools, smoke_run.workdir, ["-c", "roadsign_cpu_smoke.yml", "--weights", str(smoke_run.final), "--threshold", "0.0", *args], tmp_path / "dyn")
+    exp = _infer(ptools, smoke_run.workdir, ["--model-dir", str(exported_model), "--threshold", "0.0", *args], tmp_path / "exp")
+    _check_outputs(dyn, tmp_path / "dyn", images[:1])
+    _check_outputs(exp, tmp_path / "exp", images[:1])
+    assert_same_detections(dyn["detections"], exp["detections"])
+
+
+@pytest.fixture(scope="session")
+def untrained_model(smoke_run, ptools, tmp_path_factory):
+    """Seeded, untrained weights of the smoke model, and their export.
+
+    A one-epoch model trained from scratch keeps almost no boxes (its objectness
+    is far below any threshold), so the numeric comparison of the two inference
+    paths uses weights that do produce many scored boxes.
+    """
+    root = tmp_path_factory.mktemp("untrained")
+    weights = root / "init.pdparams"
+    code = (
+        "import sys, paddle\n"
+        "from trainctl.runner import session\n"
+        "from ppdet.core.workspace import create\n"
+        "cfg = session.load_flat_config(sys.argv[1]); session.setup_device(cfg, 'cpu')\n"
+        "paddle.seed(0); model = create(cfg.architecture); paddle.save(model.state_dict(), sys.argv[2])\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(smoke_run.config), str(weights)], cwd=smoke_run.workdir, check=True, capture_output=True, timeout=600)
+    proc = ptools.run_cli(["export", "-c", "roadsign_cpu_smoke.yml", "--weights", str(weights), "--output", str(root / "exported")], smoke_run.workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return weights, root / "exported"
+
+
+def test_exported_matches_dynamic_within_tolerance(smoke_run, untrained_model, images, ptools, tmp_path):
+    weights, exported = untrained_model
+    dir_args = ["--dir", str(tmp_path / "imgs")]
+    (tmp_path / "imgs").mkdir()
+    for image in images:
+        (tmp_path / "imgs" / image.rsplit("/", 1)[-1]).write_bytes(open(image, "rb").read())
+    in_dir = sorted(str(p) for p in (tmp_path / "imgs").iterdir())
+    dyn = _infer(ptools, smoke_run.workdir, ["-c", "roadsign_cpu_smoke.yml", "--weights", str(weights), "--threshold", "0.05", *dir_args], tmp_path / "dyn")
+    exp = _infer(ptools, smoke_run.workdir, ["--model-dir", str(exported), "--threshold", "0.05", "--threads", "2", *dir_args], tmp_path / "exp")
+    _check_outputs(dyn, tmp_path / "dyn", in_dir)
+    _check_outputs(exp, tmp_path / "exp", in_dir)
+    for image in in_dir:  # both images, the synthetic one and the real photo, have boxes to compare
+        assert len([d for d in dyn["detections"] if d["file"] == image]) >= 5, image
+    assert_same_detections(dyn["detections"], exp["detections"], top_k=20)
+
+
+def test_infer_errors_are_one_line(smoke_run, ptools, tmp_path):
+    cases = [
+        (["infer", "--model-dir", str(tmp_path), "--img", str(ptools.road554)], "is not an exported model"),
+        (["infer", "-c", "roadsign_cpu_smoke.yml", "--weights", str(tmp_path / "gone"), "--img", str(ptools.road554)], "weights file not found"),
+        (["infer", "-c", "roadsign_cpu_smoke.yml", "--weights", str(smoke_run.final), "--img", str(tmp_path / "none.png")], "image not found"),
+        (["infer", "--model-dir", str(tmp_path), "-c", "roadsign_cpu_smoke.yml", "--img", str(ptools.road554)], "either -c CONFIG"),
+    ]
+    for args, message in cases:
+        proc = ptools.run_cli(args, smoke_run.workdir)
+        assert proc.returncode == 2, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("trainctl: error:") and message in lines[0], (args, lines)
