@@ -223,3 +223,37 @@ def test_ctrl_c_stops_every_host(site):
     assert stop_seconds < 60
     left = cluster.wait_no_job_processes(timeout=30)
     assert left == {}, f"processes left behind: {left}"
+
+
+def test_preflight_unreachable_host_and_busy_master_port(site, tmp_path):
+    cluster = site["cluster"]
+    master = cluster.hosts[0]
+    # a third host nobody answers for (no sshd at that address)
+    prefix = master.addr.rsplit(".", 1)[0]
+    hostfile = tmp_path / "hosts.txt"
+    hostfile.write_text(cluster.hostfile_text() + f"{prefix}.99\n")
+    # something already listens on the master port of the first host
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", master.netns, PY, "-c",
+         "import socket, sys, time; s = socket.socket(); s.bind(('', 8090)); s.listen(); "
+         "print('ready', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        out = _trainctl(["train", "-c", CONFIG, "--device", "cpu", "--hostfile", str(hostfile),
+                         "--connect-timeout", "3", *cluster.trainctl_ssh_args()], cwd=site["work"], timeout=180)
+    finally:
+        listener.kill()
+        listener.wait()
+    assert out.returncode == 2, out.stderr  # the busy port is the user's to fix; with it, a user error
+    error = out.stderr.split("trainctl: error:")[1]
+    assert f"{master.addr} r0: master port 8090 is in use" in error
+    assert f"{prefix}.99 r2: not reachable by ssh" in error
+    assert f"{cluster.hosts[1].addr} r1:" not in error
+    # only the unreachable host: a runtime failure (exit 1)
+    hostfile.write_text(f"{prefix}.99\n")
+    out = _trainctl(["train", "-c", CONFIG, "--hostfile", str(hostfile), "--connect-timeout", "3",
+                     *cluster.trainctl_ssh_args()], cwd=site["work"], timeout=180)
+    assert out.returncode == 1 and "not reachable by ssh" in out.stderr
+    assert cluster.wait_no_job_processes(timeout=10) == {}
