@@ -126,22 +126,39 @@ def save_checkpoint(
         files[".pdopt"] = _save_atomic(state, run_dir / f"{name}.pdopt")
     _fsync_dir(run_dir)
 
-    index = read_index(run_dir)
     entry = {"name": name, "epoch": epoch, "time": time.time(), "files": files}
-    index["checkpoints"] = [e for e in index["checkpoints"] if e["name"] != name] + [entry]
-    doomed: list[dict] = []
-    if keep is not None and keep > 0:
-        numbered = sorted((e for e in index["checkpoints"] if e["name"].isdigit()), key=lambda e: e["epoch"])
-        doomed = numbered[:-keep] if len(numbered) > keep else []
-        index["checkpoints"] = [e for e in index["checkpoints"] if e not in doomed]
-    write_index(run_dir, index)  # the checkpoint exists from here on; deleted ones are gone from here on
-    for e in doomed:
+    add_to_index(run_dir, entry, keep)
+    return entry
+
+
+def rotate(checkpoints: list[dict], keep: int | None) -> tuple[list[dict], list[dict]]:
+    """(kept, dropped): keep the newest `keep` numbered (epoch) checkpoints; model_final and
+    best_model are never dropped. keep None or 0 keeps everything."""
+    if not keep or keep < 0:
+        return list(checkpoints), []
+    numbered = sorted((e for e in checkpoints if e["name"].isdigit()), key=lambda e: (e["epoch"], e.get("time", 0)))
+    dropped = numbered[:-keep] if len(numbered) > keep else []
+    return [e for e in checkpoints if e not in dropped], dropped
+
+
+def add_to_index(run_dir: str | os.PathLike, entry: dict, keep: int | None = None) -> list[dict]:
+    """List a checkpoint whose files are complete, apply --keep, delete the dropped files.
+
+    The index is rewritten before anything is deleted: from that moment the new
+    checkpoint exists and the dropped ones do not, whatever happens next.
+    Returns the dropped entries.
+    """
+    index = read_index(run_dir)
+    checkpoints = [e for e in index["checkpoints"] if e["name"] != entry["name"]] + [entry]
+    index["checkpoints"], dropped = rotate(checkpoints, keep)
+    write_index(run_dir, index)
+    for e in dropped:
         for suffix in PARTS:
             try:
-                os.unlink(run_dir / (e["name"] + suffix))
+                os.unlink(Path(run_dir) / (e["name"] + suffix))
             except FileNotFoundError:
                 pass
-    return entry
+    return dropped
 
 
 def record_eval(run_dir: str | os.PathLike, epoch: int, results: dict, best_name: str | None = None) -> None:
