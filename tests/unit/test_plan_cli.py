@@ -80,3 +80,14 @@ def test_eval_dry_run_and_missing_weights(tmp_path):
     assert "learning rate" not in proc.stdout
     proc = trainctl("eval", "-c", "roadsign_cpu_smoke.yml", "--weights", "nowhere/model", "--no-data-check", cwd=tmp_path)
     assert proc.returncode == 2 and "nowhere/model.pdparams" in proc.stderr
+
+
+def test_ppdet_style_overrides(tmp_path):
+    proc = trainctl("train", "-c", "roadsign.yml", "-o", "TrainReader.batch_size=4", "epoch=3", "--gpus", "0,1",
+                    "--dry-run=json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["overrides"] == ["TrainReader.batch_size=4", "epoch=3"]
+    assert data["lr"]["per_device_batch"] == 4 and data["lr"]["actual_batch"] == 8
+    proc = trainctl("train", "-c", "roadsign.yml", "stray", "--dry-run", cwd=tmp_path)
+    assert proc.returncode == 2 and "unexpected argument 'stray'" in proc.stderr

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from trainctl.cli.train import launch_options, launch_options_from
+from trainctl.cli.train import launch_options, launch_options_from, ppdet_style_overrides
 
 
 @click.command("eval", context_settings={"max_content_width": 100})
@@ -17,7 +17,8 @@ from trainctl.cli.train import launch_options, launch_options_from
 @click.option("--output", metavar="DIR", help="Run directory (default output/<config name>/eval).")
 @click.option("--no-data-check", is_flag=True, help="Skip the dataset check before launch.")
 @launch_options
-def eval_cmd(config, overrides, weights, output, no_data_check, **launch_kwargs) -> None:
+@click.argument("extra_overrides", nargs=-1, metavar="")
+def eval_cmd(config, overrides, extra_overrides, weights, output, no_data_check, **launch_kwargs) -> None:
     """Evaluate weights and print the metric (VOC mAP or COCO AP).
 
     \b
@@ -28,7 +29,7 @@ def eval_cmd(config, overrides, weights, output, no_data_check, **launch_kwargs)
     """
     from trainctl.launch import flow
 
-    topts = flow.TaskOptions(config=config, overrides=list(overrides), weights=weights, output=output,
+    topts = flow.TaskOptions(config=config, overrides=ppdet_style_overrides(overrides, extra_overrides), weights=weights, output=output,
                              no_data_check=no_data_check, dry_run=launch_kwargs.pop("dry_run"))
     lopts = launch_options_from(launch_kwargs)
     code = flow.run("eval", topts, lopts, argv=["trainctl"] + sys.argv[1:])

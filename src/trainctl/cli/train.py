@@ -43,6 +43,16 @@ def launch_options(func):
     return func
 
 
+def ppdet_style_overrides(overrides, extra) -> list[str]:
+    """-o values plus PaddleDetection's trailing words (`-o a=1 b=2`): every extra word must be KEY=VALUE."""
+    from trainctl.errors import UserError
+
+    for word in extra:
+        if "=" not in word or word.startswith("-"):
+            raise UserError(f"unexpected argument {word!r}", hint="overrides are -o KEY=VALUE; see --help")
+    return list(overrides) + list(extra)
+
+
 def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | None = None):
     from trainctl.launch.plan import LaunchOptions
 
@@ -64,7 +74,7 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
 @click.command("train", context_settings={"max_content_width": 100})
 @click.option("-c", "--config", required=True, help="Config file, or the name of a bundled config (roadsign.yml).")
 @click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value (repeatable); list items by index: a.0.b=1.")
+              help="Override a config value (repeatable; ppdet's -o a=1 b=2 works too); list items by index: a.0.b=1.")
 @click.option("--eval", "eval_during_train", is_flag=True, help="Evaluate after each snapshot epoch.")
 @click.option("-r", "--resume", metavar="CKPT|auto", help="Resume weights, optimizer and epoch from a checkpoint.")
 @click.option("--weights", metavar="W", help="Start from these weights (fine-tune; mismatched shapes skipped).")
@@ -80,7 +90,8 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
               help="GPUs the config's LR is tuned for (default: config key trainctl.ref_gpus, else 8).")
 @launch_options
 @cluster_options
-def train(config, overrides, eval_during_train, resume, weights, amp, output, no_pretrained, sample_data,
+@click.argument("extra_overrides", nargs=-1, metavar="")
+def train(config, overrides, extra_overrides, eval_during_train, resume, weights, amp, output, no_pretrained, sample_data,
           no_data_check, vdl, lr_scale, ref_gpus, **launch_kwargs) -> None:
     """Train a model: one process, several devices, or several nodes.
 
@@ -102,6 +113,8 @@ def train(config, overrides, eval_during_train, resume, weights, amp, output, no
       trainctl train -c roadsign.yml --hosts node1,node2 --gpus 0,1 --dry-run
       srun --ntasks-per-node=1 trainctl train -c roadsign.yml            # inside an allocation
     """
+    overrides = ppdet_style_overrides(overrides, extra_overrides)
+    click.get_current_context().params["overrides"] = tuple(overrides)  # so a fan-out forwards them too
     # --- multi-host (trainctl.launch.cluster): ssh fan-out from --hostfile/--hosts
     from trainctl.launch import cluster
 
