@@ -5,10 +5,7 @@ Two network namespaces, each with its own sshd (see netns_ssh.py).
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 
 import pytest
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 from dataclasses import dataclass
 from typing import Mapping
@@ -257,10 +256,6 @@ def run_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train")
         preflight.preflight(plan, config=params.get("config"), overrides=list(params.get("overrides") or ()),
                             tasks=tasks, port=port)
     run_fanout(plan)
-
-
-def describe_command(argv: list[str]) -> str:
-    return shlex.join(argv)
 
 
 # ------------------------------------------------------------------ Slurm

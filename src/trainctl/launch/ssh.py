@@ -22,7 +22,6 @@ The planning half (`plan_fanout`, `RemoteNode`) is pure; `FanOut` starts process
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import shlex
 import signal
@@ -30,7 +29,7 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from trainctl import output
@@ -240,7 +239,6 @@ class HostResult:
     returncode: int | None = None
     finished_at: float | None = None
     stopped: bool = False  # stopped by trainctl because another host failed or on Ctrl-C
-    last_lines: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -322,8 +320,6 @@ class FanOut:
         prefix = f"[{result.node.label}] "
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            with self._lock:
-                result.last_lines = (result.last_lines + [line])[-20:]
             self.emit(prefix + line, err)
         stream.close()
 
@@ -422,6 +418,3 @@ def run_fanout(plan: FanoutPlan) -> None:
     rows = [[r.node.label, r.node.addr, str(r.returncode)] for r in results]
     output.info(output.table(rows, headers=["host", "address", "exit"]))
 
-
-def local_workdir() -> str:
-    return os.getcwd()
