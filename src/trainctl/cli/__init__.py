@@ -76,6 +76,16 @@ def cli(debug: bool, quiet: bool) -> None:
     output.set_quiet(quiet)
 
 
+def _usage_line(exc: click.ClickException) -> str:
+    """click's message as one line, with where to read the usage (click prints four lines)."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError):
+        command = ctx.command_path if ctx is not None else "trainctl"
+        return f"{message}; see `{command} --help`"
+    return message
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI and turns errors into one line and an exit code."""
     try:
@@ -87,8 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        # usage errors: click's own message, exit code 2
-        exc.show()
+        # usage errors (unknown flag or command, bad choice, missing option): one line, exit 2
+        if _debug_enabled():
+            traceback.print_exc()
+        output.error(_usage_line(exc))
         sys.exit(exc.exit_code)
     except TrainctlError as exc:
         if _debug_enabled():
