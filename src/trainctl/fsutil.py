@@ -46,3 +46,27 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def ensure_writable_dir(path: str | os.PathLike, flag: str) -> Path:
+    """Create directory `path` if needed and prove it is writable, before any work starts.
+
+    Raises UserError naming `path` and the flag that chose it (e.g. "--output"),
+    so a read-only mount, a file in the way or a missing permission is one line
+    up front instead of an OSError after minutes of training. Root ignores
+    permission bits, so the check writes (and removes) a probe file.
+    """
+    from trainctl.errors import UserError
+
+    path = Path(path)
+    hint = f"pass a writable directory with {flag} DIR"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".trainctl-write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except FileExistsError:
+        raise UserError(f"{path} is not writable: it exists and is not a directory", hint=hint) from None
+    except OSError as exc:
+        raise UserError(f"{path} is not writable ({exc.strerror or exc})", hint=hint) from None
+    return path

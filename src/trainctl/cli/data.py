@@ -36,7 +36,9 @@ def sample(out_dir: str, images: int, seed: int) -> None:
       trainctl data sample --out /tmp/signs --images 12 --seed 3
     """
     from trainctl.data.sample import write_sample_dataset
+    from trainctl.fsutil import ensure_writable_dir
 
+    ensure_writable_dir(out_dir, "--out")
     summary = write_sample_dataset(out_dir, images=images, seed=seed)
     output.echo(f"wrote {summary.images} images ({summary.train} train, {summary.valid} valid, "
                 f"{summary.objects} boxes) to {summary.out_dir}")

@@ -6,9 +6,10 @@ reports missing files, unreadable images, empty annotations, labels not in
 the label list, boxes outside the image or of zero area, and duplicates,
 with a class histogram per dataset.
 
-`quick_check` is what `train` runs before launching: only that the dataset
-directory, annotation file and label list exist; fast and pure (it reads
-nothing but file metadata and raises `UserError`).
+`quick_check` only looks at file metadata: that the dataset directory,
+annotation file and label list exist (fast and pure; it raises `UserError`).
+`launch_check` is what `train` and `eval` run before launching: quick_check,
+then the findings that would crash or hang ppdet's reader (FATAL_CODES).
 
 Relative paths in a config are relative to the current working directory,
 as in PaddleDetection.
@@ -301,6 +302,44 @@ def quick_check(rc: Any, tasks: tuple[str, ...] = ("train", "eval")) -> None:
         if spec.kind == "COCO" and spec.image_dir and not os.path.isdir(spec.image_root):
             raise UserError(f"image directory '{spec.image_root}' ({key}.image_dir) does not exist",
                             hint=f"check the dataset or set -o {key}.image_dir=DIR (relative to dataset_dir)")
+
+
+# Findings that make ppdet crash or hang mid-training rather than skip the entry: a
+# ParseError or KeyError while it parses the dataset, or an image that does not decode,
+# which kills paddle's loader thread and leaves the training loop waiting forever
+# (paddle 3.3 DataLoader with worker_num 0). ppdet skips missing images and annotations
+# with a warning, so those are not here.
+FATAL_CODES = frozenset({
+    "unreadable-annotation-file", "malformed-annotation-file", "unreadable-annotation", "unreadable-image",
+    "unreadable-label-list", "empty-label-list", "malformed-line", "missing-size", "missing-label",
+    "unknown-label", "malformed-box", "missing-categories", "malformed-category", "malformed-image",
+    "malformed-annotation", "missing-area", "empty-dataset", "no-usable-images",
+})
+# the launch check reads at most this many entries per dataset (image headers and XML: ~1 ms each)
+LAUNCH_CHECK_MAX_IMAGES = 5000
+
+
+def launch_check(rc: Any, tasks: tuple[str, ...] = ("train", "eval"),
+                 max_images: int | None = LAUNCH_CHECK_MAX_IMAGES) -> None:
+    """What `train` and `eval` run before launching: quick_check, then the fatal findings.
+
+    Raises UserError (one line) naming the first finding that would crash or hang
+    the workers, how many there are, and `trainctl data check` for the full list.
+    """
+    quick_check(rc, tasks)
+    report = check_config(rc, tasks, max_images=max_images)
+    for ds in report.datasets:
+        fatal = [f for f in ds.findings if f.severity == ERROR and f.code in FATAL_CODES]
+        if not fatal:
+            continue
+        first = fatal[0]
+        where = f" ({first.where})" if first.where and first.where not in first.message else ""
+        more = f" and {len(fatal) - 1} more" if len(fatal) > 1 else ""
+        config = getattr(rc, "path", None)
+        command = f"trainctl data check -c {config}" if config else "trainctl data check -c CFG"
+        raise UserError(f"{ds.key}: {first.code}: {first.message}{where}{more}",
+                        hint=f"fix or remove these entries; `{command}` lists every problem "
+                             "(--no-data-check skips this check)")
 
 
 def check_config(rc: Any, tasks: tuple[str, ...] = ("train", "eval"), max_images: int | None = None) -> CheckReport:
