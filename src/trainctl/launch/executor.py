@@ -218,8 +218,11 @@ class _Pump(threading.Thread):
             except (OSError, ValueError):
                 pass
             if self.log_file:
-                self.log_file.write(raw)
-                self.log_file.flush()
+                try:
+                    self.log_file.write(raw)
+                    self.log_file.flush()
+                except (OSError, ValueError):  # closed after a leftover process kept the pipe open
+                    self.log_file = None
             line = raw.decode("utf-8", "replace").rstrip("\n")
             self.tail.append(line)
             match = _FAILED_RE.search(line)
