@@ -455,6 +455,10 @@ def format_plan(plan: Plan, dry_run: bool = True) -> str:
     if plan.nnodes > 1:
         lines.append("")
         lines.append("(or run the same trainctl command on every node with its own --node-rank)")
+    if dry_run:
+        lines.append("")
+        lines.append(f"note: these commands read {plan.job_file} and the config.yml next to it, which trainctl "
+                     "writes when it launches (a dry run writes nothing)")
     if plan.warnings:
         lines.append("")
         lines += [f"warning: {w}" for w in plan.warnings]
