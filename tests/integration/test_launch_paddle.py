@@ -89,6 +89,8 @@ def test_eval_uses_the_same_flow(two_process_run, workdir):
     assert "mAP" in result.stdout + result.stderr
     record = json.loads((workdir / "eval1" / "run.json").read_text())
     assert record["task"] == "eval" and record["status"] == "done" and record["lr"] is None
+    assert record["plan"]["launcher"] == "direct"  # one process: the worker itself, no paddle launch
+    assert "mAP" in (workdir / "eval1" / "logs" / "workerlog.0").read_text()  # the direct run's output is logged too
 
 
 def _pids_of(job: str) -> list[int]:
