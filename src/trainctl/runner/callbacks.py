@@ -85,5 +85,8 @@ class AtomicCheckpointer(Callback):
 def install_callbacks(trainer, job) -> None:
     callbacks = trainer._compose_callback._callbacks
     replaced = [AtomicCheckpointer(trainer, job.run_dir, job.keep_checkpoints) if isinstance(c, Checkpointer) else c for c in callbacks]
+    from trainctl.runner.monitor import install_monitors
+
+    install_monitors(trainer, replaced, job.run_dir, job.vdl, getattr(job, "progress", "auto"))
     callbacks[:] = replaced
     trainer._callbacks = replaced

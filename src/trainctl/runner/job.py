@@ -31,6 +31,7 @@ class Job:
     vdl: bool = False
     keep_checkpoints: int | None = None  # keep the newest N epoch checkpoints
     seed: int | None = None
+    progress: str = "auto"  # auto (live line on a terminal, else log lines), tty, plain, quiet
     extra: dict = field(default_factory=dict)
 
     def save(self, path: str | os.PathLike) -> None:

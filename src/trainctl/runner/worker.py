@@ -60,9 +60,7 @@ def run(job: Job) -> dict:
     cfg["save_dir"] = job.run_dir
     if job.amp:
         cfg["amp"] = True
-    if job.vdl:
-        cfg["use_vdl"] = True
-        cfg["vdl_log_dir"] = os.path.join(job.run_dir, "vdl")
+    cfg["use_vdl"] = False  # trainctl's own VisualDL callback (runner/monitor.py) writes job.vdl's scalars
     if job.task == "train":
         return _train(job, cfg, rank)
     return _evaluate(job, cfg)
