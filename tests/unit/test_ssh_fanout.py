@@ -166,8 +166,10 @@ def test_guard_kills_whole_tree_when_stdin_closes(tmp_path):
 
 def test_guard_passes_exit_code_and_stops_leftovers(tmp_path):
     guard = _start_guard(tmp_path, "setsid sleep 303 & echo started; exit 3")
-    out, _ = guard.communicate(timeout=30)
-    assert guard.returncode == 3 and out.strip() == b"started"
+    # stdin stays open (an ssh session that is still there): the command ends by itself
+    out = guard.stdout.read()  # EOF once the leftover sleep, which holds stdout too, is gone
+    assert guard.wait(timeout=30) == 3 and out.strip() == b"started"
+    guard.stdin.close()
     assert not subprocess.run(["pgrep", "-f", "sleep 303"], capture_output=True).stdout
 
 

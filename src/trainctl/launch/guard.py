@@ -107,26 +107,40 @@ class Guard:
         self.stopping.set()
 
     def _stop_tree(self) -> None:
-        me = os.getpid()
-        pids = descendants(me)
-        if not pids:
-            return
-        self._signal_all(pids, signal.SIGTERM)
-        deadline = time.monotonic() + self.grace
-        while time.monotonic() < deadline:
-            self._reap()
-            if not descendants(me):
-                return
-            time.sleep(0.1)
-        self._signal_all(descendants(me), signal.SIGKILL)
-        for _ in range(50):
-            self._reap()
-            if not descendants(me):
-                return
-            time.sleep(0.1)
+        """SIGTERM every process below the guard, SIGKILL what is left after the grace period.
 
-    def _signal_all(self, pids: list[int], sig: int) -> None:
-        if self.proc is not None:
+        /proc is read without a snapshot, so a process forked while it is read (or a
+        shell that forks and exits at that moment) can be missed once: the tree counts
+        as gone only after it was seen empty several times in a row, with the command
+        itself reaped (a dead command cannot fork any more).
+        """
+        me = os.getpid()
+        termed: set[int] = set()
+        deadline = time.monotonic() + self.grace
+        empty_rounds = 0
+        while True:
+            self._reap()
+            pids = descendants(me)
+            if not pids:
+                command_done = self.proc is None or self.proc.returncode is not None
+                empty_rounds = empty_rounds + 1 if command_done else 0
+                if empty_rounds >= 3:
+                    return
+            else:
+                empty_rounds = 0
+                if time.monotonic() < deadline:
+                    new = [p for p in pids if p not in termed]
+                    if new:  # each process gets one SIGTERM (a second one may cut its own cleanup short)
+                        self._signal_all(new, signal.SIGTERM, group=not termed)
+                        termed.update(new)
+                else:
+                    self._signal_all(pids, signal.SIGKILL, group=True)
+            if time.monotonic() > deadline + 10:
+                return
+            time.sleep(0.05)
+
+    def _signal_all(self, pids: list[int], sig: int, group: bool) -> None:
+        if group and self.proc is not None:
             try:
                 os.killpg(self.proc.pid, sig)
             except (ProcessLookupError, PermissionError):
