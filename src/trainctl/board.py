@@ -18,13 +18,15 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from trainctl.errors import RuntimeFailure, UserError
-from trainctl.runs import VDL_DIR, find_run_dirs, record_file
+from trainctl.runs import VDL_DIR, find_run_dirs
 
 DEFAULT_PORT = 8040  # VisualDL's own default
 PUBLIC_PATH = "/app"  # where VisualDL serves its page (its default outside API-only mode)
@@ -41,6 +43,15 @@ def _has_vdl_records(directory: Path) -> bool:
         return any(p.name.startswith("vdlrecords.") for p in directory.iterdir() if p.is_file())
     except OSError:
         return False
+
+
+def _vdl_records_below(directory: Path, max_depth: int = 4) -> bool:
+    for root, dirs, files in os.walk(directory):
+        if any(name.startswith("vdlrecords.") for name in files):
+            return True
+        if len(Path(root).relative_to(directory).parts) >= max_depth:
+            dirs[:] = []
+    return False
 
 
 def _display(path: Path) -> str:
@@ -68,10 +79,13 @@ def resolve_targets(targets: list[str] | None) -> BoardTargets:
             candidates = [(path, path)]
         else:
             runs = find_run_dirs(path)
-            if not runs and record_file(path) is None:
+            if runs:
+                candidates = [(run, run / VDL_DIR) for run in runs]
+            elif _vdl_records_below(path):  # logs without run records (e.g. PaddleDetection's --use_vdl): VisualDL walks the tree
+                candidates = [(path, path)]
+            else:
                 raise UserError(f"{target} holds no run and no VisualDL logs",
                                 hint="pass run directories written by `trainctl train --vdl`")
-            candidates = [(run, run / VDL_DIR) for run in runs]
         for run, logdir in candidates:
             if logdir.is_dir():
                 shown = _display(logdir)
@@ -108,15 +122,36 @@ def _die_with_parent() -> None:
         pass
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart right after a stop works
+        sock.bind((host, port))
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _serve_child(logdirs: list[str], host: str, port: int, language: str, cache_timeout: int, conn, parent_pid: int) -> None:
-    """The server process: VisualDL's app under werkzeug; reports ("ready", port) or an error on conn."""
+    """The server process: VisualDL's app under werkzeug; reports ("ready", port) or an error on conn.
+
+    The port is bound first (werkzeug would print its own message and exit on
+    a busy port). Once VisualDL's app exists this process must leave through
+    os._exit: the app's never-ending thread would block a normal exit.
+    """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler (inherited by fork)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches both; the parent ends this process
     _die_with_parent()
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         return
-    import logging
-
+    try:
+        sock = _listen(host, port)
+    except OSError as exc:
+        conn.send(("oserror", exc.errno, exc.strerror or str(exc)))
+        return
     try:
         from visualdl.server.app import create_app
         from visualdl.server.args import ParseArgs
@@ -124,21 +159,26 @@ def _serve_child(logdirs: list[str], host: str, port: int, language: str, cache_
     except ImportError as exc:
         conn.send(("missing", str(exc)))
         return
+    import logging
+    import traceback
+
     for name in ("werkzeug", "vdl_logger", "visualdl.info"):
         logging.getLogger(name).setLevel(logging.ERROR)  # no line per request, no cache notices
-    args = ParseArgs(logdir=list(logdirs), host=host, port=port, model="", cache_timeout=cache_timeout,
-                     language=language, public_path=PUBLIC_PATH, api_only=False, open_browser=False,
-                     telemetry=False, theme=None, component_tabs=None)
-    app = create_app(args)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # create_app set it back to the default
     try:
-        server = make_server(host, port, app, threaded=False)
-    except OSError as exc:
-        conn.send(("oserror", exc.errno, exc.strerror or str(exc)))
-        return
-    conn.send(("ready", server.server_port))
-    conn.close()
-    server.serve_forever()
+        args = ParseArgs(logdir=list(logdirs), host=host, port=port, model="", cache_timeout=cache_timeout,
+                         language=language, public_path=PUBLIC_PATH, api_only=False, open_browser=False,
+                         telemetry=False, theme=None, component_tabs=None)
+        app = create_app(args)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # create_app set it back to the default
+        server = make_server(host, port, app, threaded=False, fd=sock.fileno())
+        conn.send(("ready", sock.getsockname()[1]))
+        conn.close()
+        server.serve_forever()
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(1)
 
 
 def _start_error(message: tuple, host: str, port: int) -> Exception:
@@ -148,8 +188,10 @@ def _start_error(message: tuple, host: str, port: int) -> Exception:
         code, text = message[1], message[2]
         if code == errno.EADDRINUSE:
             return UserError(f"port {port} on {host} is in use", hint="pick another with --port P, or --port 0 for a free one")
-        if code in (errno.EADDRNOTAVAIL, errno.EACCES):
-            return UserError(f"cannot listen on {host}:{port}: {text}", hint="use --host 127.0.0.1 and a port above 1023")
+        if code == errno.EACCES:
+            return UserError(f"cannot listen on {host}:{port}: {text}", hint="ports below 1024 need root; use a port above 1023")
+        if code == errno.EADDRNOTAVAIL or (isinstance(code, int) and code < 0):  # negative: getaddrinfo's codes
+            return UserError(f"cannot listen on {host}:{port}: {text}", hint="pass an address of this machine with --host, e.g. 127.0.0.1")
         return RuntimeFailure(f"cannot start VisualDL on {host}:{port}: {text}")
     return RuntimeFailure(f"VisualDL did not start: {message!r}")
 
