@@ -58,6 +58,16 @@ def test_dry_run_prints_one_exact_ssh_command_per_host(capsys, tmp_path, monkeyp
                         "--node-rank", str(rank), "--master", "10.0.0.1:8090", "--host", f"10.0.0.{rank + 1}"] + extra
 
 
+def test_ppdet_style_overrides_are_forwarded(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args in (["-o", "epoch=3", "log_iter=7"], ["epoch=3", "log_iter=7"]):
+        code, out, err = run(capsys, "train", "-c", "roadsign.yml", *args, "--hosts", "10.0.0.1", "--dry-run")
+        assert code == 0, err
+        node = shlex.split(_ssh_lines(out)[0][-1])
+        assert node[node.index("--config"):node.index("--nnodes")] == [
+            "--config", "roadsign.yml", "--override", "epoch=3", "--override", "log_iter=7"]
+
+
 def test_dry_run_json_and_remote_options(capsys, tmp_path, monkeypatch):
     import json
 

@@ -106,7 +106,10 @@ def forwarded_args(ctx: click.Context) -> tuple[list[str], list[str]]:
     common: list[str] = []
     devices: list[str] = []
     for param in ctx.command.params:
-        if not isinstance(param, click.Option) or param.name in NOT_FORWARDED or not _given(ctx, param.name):
+        if not isinstance(param, click.Option) or param.name in NOT_FORWARDED:
+            continue
+        # repeatable options may have been filled by the command itself (ppdet-style `-o a=1 b=2`)
+        if not _given(ctx, param.name) and not (param.multiple and ctx.params.get(param.name)):
             continue
         words = _option_words(param, ctx.params[param.name])
         (devices if param.name in DEVICE_PARAMS else common).extend(words)
