@@ -88,6 +88,9 @@ def _usage_line(exc: click.ClickException) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the CLI and turns errors into one line and an exit code."""
+    # nothing trainctl or its workers write (records, checkpoints, logs, exports) is
+    # world-writable, whatever the user's umask; group bits are left as the user set them
+    os.umask(os.umask(0) | 0o002)
     try:
         # with standalone_mode=False, click returns the code given to ctx.exit(n)
         result = cli.main(args=argv, prog_name="trainctl", standalone_mode=False)
