@@ -234,7 +234,8 @@ def test_preflight_unreachable_host_and_busy_master_port(site, tmp_path):
     # something already listens on the master port of the first host
     listener = subprocess.Popen(
         ["ip", "netns", "exec", master.netns, PY, "-c",
-         "import socket, sys, time; s = socket.socket(); s.bind(('', 8090)); s.listen(); "
+         "import socket, sys, time; s = socket.socket(); "
+         "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('', 8090)); s.listen(); "
          "print('ready', flush=True); time.sleep(120)"],
         stdout=subprocess.PIPE, text=True,
     )
