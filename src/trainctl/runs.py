@@ -62,6 +62,7 @@ class RunInfo:
     start_time: str | None = None
     end_time: str | None = None
     duration_s: float | None = None
+    duration_estimated: bool = False  # no end time recorded: duration up to the last file the run wrote
     epochs_done: int | None = None
     epochs_total: int | None = None
     final: bool = False  # model_final is there
@@ -223,6 +224,23 @@ def best_metric(run_dir: Path) -> dict | None:
     return None
 
 
+def last_activity(run_dir: Path) -> _dt.datetime | None:
+    """The newest modification time among the files a running job keeps writing (logs, index, scalars)."""
+    candidates = [run_dir / INDEX_FILE]
+    for sub in ("logs", VDL_DIR):
+        try:
+            candidates += list((run_dir / sub).iterdir())
+        except OSError:
+            pass
+    times = []
+    for path in candidates:
+        try:
+            times.append(path.stat().st_mtime)
+        except OSError:
+            pass
+    return _dt.datetime.fromtimestamp(max(times), _dt.timezone.utc) if times else None
+
+
 # ------------------------------------------------------------------ liveness
 
 
@@ -334,6 +352,9 @@ def read_run(run_dir: str | os.PathLike, proc_root: str = "/proc", hostname: str
     start, end = parse_time(info.start_time), parse_time(info.end_time)
     if start and not end and info.status == "running":
         end = now or _dt.datetime.now(_dt.timezone.utc)
+    if start and not end and info.status == "interrupted":
+        end = last_activity(run_dir)  # killed without writing its end: the last file it wrote
+        info.duration_estimated = end is not None
     if start and end:
         info.duration_s = max(0.0, (end - start).total_seconds())
 
@@ -427,7 +448,7 @@ HEADERS = ["RUN", "TASK", "STATUS", "CONFIG", "DEVICES", "STARTED (UTC)", "DURAT
 def table_rows(runs: list[RunInfo]) -> list[list[str]]:
     return [
         [display_path(r.run_dir), r.task or "-", r.status, r.config or "-", format_devices(r), format_start(r.start_time),
-         format_duration(r.duration_s), format_epochs(r), format_best(r)]
+         ("~" if r.duration_estimated else "") + format_duration(r.duration_s), format_epochs(r), format_best(r)]
         for r in runs
     ]
 

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -170,7 +171,14 @@ def test_running_record_without_process_is_interrupted(tmp_path):
     info = runs.read_run(run, proc_root=str(proc), hostname="thishost", now=NOW)
     assert info.status == "interrupted" and info.recorded_status == "running"
     assert "no worker process" in info.status_note
-    assert info.duration_s is None  # no end time and not running: unknown
+    assert info.duration_s is None  # no end time, no log: unknown
+    (run / "logs").mkdir()
+    (run / "logs" / "workerlog.0").write_text("epoch 1\n")
+    last = dt.datetime(2026, 11, 23, 10, 14, 3, tzinfo=dt.timezone.utc).timestamp()
+    os.utime(run / "logs" / "workerlog.0", (last, last))
+    info = runs.read_run(run, proc_root=str(proc), hostname="thishost", now=NOW)
+    assert info.duration_s == 14 * 60 + 3 and info.duration_estimated  # up to the last line it logged
+    assert runs.table_rows([info])[0][6] == "~14m03s"
     assert any("no worker process" in line for line in runs.notes([info]))
 
 
@@ -224,6 +232,10 @@ def test_real_process_on_this_host(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "trainctl.runner.worker",
                               "--job", "output/r/job.json"], cwd=tmp_path)
     try:
+        # Popen returns while execve is still setting up the new image; /proc/PID/cmdline is empty until then
+        deadline = time.monotonic() + 30
+        while not Path(f"/proc/{child.pid}/cmdline").read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert runs.read_run(run).status == "running"
     finally:
         child.kill()
