@@ -21,7 +21,7 @@ FIELDS = {
     "environment": {"paddle_version", "paddle_commit", "python", "os", "cpu_model", "cpu_cores", "cpu_cores_available",
                     "device", "mkldnn", "mkldnn_source", "cpu_threads", "ir_optim", "memory_optim", "tensorrt"},
     "model": {"model_dir", "arch", "precision", "input_shape", "labels"},
-    "data": {"image_dir", "images", "batch_size", "batches_per_pass", "warmup_batches", "repeats", "timed_images",
+    "data": {"source", "images", "batch_size", "batches_per_pass", "warmup_batches", "repeats", "timed_images",
              "threshold", "detections_per_pass"},
     "time_ms": {"preprocess", "inference", "postprocess", "total"},
     "batch_time_ms": {"preprocess", "inference", "postprocess", "total"},

@@ -76,7 +76,7 @@ def report(device="cpu") -> dict:
                         "python": "3.11.7", "cpu_model": "AMD EPYC", "cpu_cores": 2, "device": device,
                         "mkldnn": True if device == "cpu" else None, "cpu_threads": 2 if device == "cpu" else None},
         "model": {"model_dir": "exported", "arch": "YOLO", "precision": "fp32", "input_shape": [2, 3, 224, 224]},
-        "data": {"images": 4, "image_dir": "imgs", "batch_size": 2, "warmup_batches": 1, "repeats": 2, "timed_images": 8},
+        "data": {"images": 4, "source": "imgs", "batch_size": 2, "warmup_batches": 1, "repeats": 2, "timed_images": 8},
         "time_ms": {s: stage for s in benchmark.STAGES},
         "throughput": {"images_per_s": 70.0, "inference_images_per_s": 80.0},
         "memory": {"cpu_rss_mb": 512.25, "cpu_rss_peak_mb": 600.0, "gpu_memory_mb": 1234.0 if device != "cpu" else None},
@@ -93,3 +93,26 @@ def test_format_report_cpu_and_gpu():
     assert "CPU RSS 512.2 MB now, 600.0 MB peak" in text and "GPU" not in text
     gpu = benchmark.format_report(report("gpu:0"))
     assert "MKLDNN" not in gpu and "GPU memory 1234 MB" in gpu
+
+
+def cli_args(**kwargs) -> dict:
+    args = dict(config=None, model_dir="deploy/m", img=None, directory="imgs", threshold=0.5, threads=2,
+                benchmark=False, batch_size=None, warmup=None, repeats=None, as_json=False)
+    args.update(kwargs)
+    return args
+
+
+def test_infer_flags_without_benchmark():
+    assert benchmark.from_cli(**cli_args()) is False  # plain `trainctl infer`: not ours
+    with pytest.raises(UserError, match="--batch-size, --json only apply to --benchmark"):
+        benchmark.from_cli(**cli_args(batch_size=4, as_json=True))
+    with pytest.raises(UserError, match="--repeats only apply to --benchmark"):
+        benchmark.from_cli(**cli_args(repeats=1))
+
+
+def test_benchmark_needs_an_exported_model():
+    with pytest.raises(UserError, match="measures an exported model") as exc:
+        benchmark.from_cli(**cli_args(benchmark=True, config="roadsign.yml", model_dir=None))
+    assert "--model-dir" in exc.value.hint
+    with pytest.raises(UserError, match="between 0 and 1"):
+        benchmark.from_cli(**cli_args(benchmark=True, threshold=1.5))

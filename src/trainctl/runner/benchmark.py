@@ -207,14 +207,14 @@ def time_batch(model, paths: list[str], threshold: float) -> tuple[dict, list, t
     return {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}, detections, tuple(inputs["image"].shape)
 
 
-def run_benchmark(model_dir: str, image_dir: str, batch_size: int = 1, threads: int = 2, warmup: int = 2,
-                  repeats: int = 3, threshold: float = 0.5, use_gpu: bool | None = None) -> dict:
-    """Benchmark an exported model on the images of image_dir; returns the report (see docs/runs.md)."""
+def run_benchmark(model_dir: str, image_dir: str | None = None, batch_size: int = 1, threads: int = 2, warmup: int = 2,
+                  repeats: int = 3, threshold: float = 0.5, use_gpu: bool | None = None, img: str | None = None) -> dict:
+    """Benchmark an exported model on the images of image_dir (or one image, img); returns the report (docs/runs.md)."""
     from trainctl.runner import predict, session
     from trainctl.runner.compat import quiet_ppdet_warnings
 
     check_options(batch_size, threads, warmup, repeats)
-    images = predict.list_images(None, image_dir)
+    images = predict.list_images(img, image_dir)
     predict.load_infer_cfg(model_dir)  # a clear error before paddle starts
     quiet_ppdet_warnings()
     rss_before = rss_mb()
@@ -260,7 +260,7 @@ def run_benchmark(model_dir: str, image_dir: str, batch_size: int = 1, threads: 
             "labels": len(model.labels),
         },
         "data": {
-            "image_dir": str(image_dir),
+            "source": str(image_dir or img),
             "images": len(images),
             "batch_size": batch_size,
             "batches_per_pass": len(batches),
@@ -310,7 +310,7 @@ def format_report(report: dict) -> str:
         f"device {env['device']}, {env['cpu_model']}, {env['cpu_cores']} cores"
         + (f", MKLDNN {_fmt(env['mkldnn'])}, {env['cpu_threads']} threads" if env["device"] == "cpu" else ""),
         f"model {model['model_dir']} ({model['arch']}), precision {model['precision']}, input {model['input_shape']}",
-        f"images {data['images']} from {data['image_dir']}, batch size {data['batch_size']}, "
+        f"images {data['images']} from {data['source']}, batch size {data['batch_size']}, "
         f"warmup {data['warmup_batches']} batches, {data['repeats']} timed passes ({data['timed_images']} images)",
         "",
     ]
@@ -324,3 +324,38 @@ def format_report(report: dict) -> str:
         + (f"; GPU memory {_fmt(mem['gpu_memory_mb'], 0)} MB" if env["device"] != "cpu" else ""),
     ]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ `trainctl infer --benchmark`
+
+DEFAULTS = {"batch_size": 1, "warmup": 2, "repeats": 3}
+
+
+def from_cli(config: str | None, model_dir: str | None, img: str | None, directory: str | None, threshold: float,
+             threads: int, benchmark: bool, batch_size: int | None, warmup: int | None, repeats: int | None,
+             as_json: bool) -> bool:
+    """`trainctl infer`'s benchmark flags: run and print the benchmark and return True, or return False.
+
+    The benchmark options without --benchmark are a user error rather than
+    silently ignored.
+    """
+    import json
+
+    from trainctl import output
+
+    given = {name: value for name, value in (("--batch-size", batch_size), ("--warmup", warmup), ("--repeats", repeats),
+                                            ("--json", as_json or None)) if value is not None}
+    if not benchmark:
+        if given:
+            raise UserError(f"{', '.join(given)} only apply to --benchmark", hint="add --benchmark, or drop them")
+        return False
+    if config or not model_dir:
+        raise UserError("--benchmark measures an exported model", hint="pass --model-dir DIR (made by `trainctl export`), not -c")
+    if not 0.0 <= threshold <= 1.0:
+        raise UserError(f"--threshold {threshold} is not between 0 and 1")
+    report = run_benchmark(model_dir, directory, img=img, threshold=threshold, threads=threads,
+                           batch_size=DEFAULTS["batch_size"] if batch_size is None else batch_size,
+                           warmup=DEFAULTS["warmup"] if warmup is None else warmup,
+                           repeats=DEFAULTS["repeats"] if repeats is None else repeats)
+    output.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    return True
