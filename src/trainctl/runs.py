@@ -358,7 +358,7 @@ def read_run(run_dir: str | os.PathLike, proc_root: str = "/proc", hostname: str
     if start and end:
         info.duration_s = max(0.0, (end - start).total_seconds())
 
-    info.epochs_total = planned_epochs(run_dir)
+    info.epochs_total = planned_epochs(run_dir) if info.task != "eval" else None
     info.checkpoints, info.epochs_done, info.final, info.checkpoint_source = checkpoints(run_dir, info.epochs_total)
     info.best = best_metric(run_dir)
     vdl = run_dir / VDL_DIR

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,19 @@ def test_user_errors(tmp_path, monkeypatch):
 ])
 def test_url(host, port, url):
     assert board.url_for(host, port) == url
+
+
+def test_board_help_and_targets_import_neither_paddle_nor_visualdl(tmp_path):
+    run(tmp_path, "bs2")
+    code = ("import sys\n"
+            "from trainctl import board\n"
+            "from trainctl.cli import main\n"
+            "assert board.resolve_targets(['output/bs2']).logdirs == ['output/bs2/vdl']\n"
+            "try:\n"
+            "    main(['board', '--help'])\n"
+            "except SystemExit as exc:\n"
+            "    assert exc.code == 0\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'paddle', 'ppdet', 'visualdl', 'flask'}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Compare two batch sizes" in proc.stdout and proc.stdout.strip().splitlines()[-1] == "[]"
