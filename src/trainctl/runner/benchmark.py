@@ -353,6 +353,9 @@ def from_cli(config: str | None, model_dir: str | None, img: str | None, directo
         raise UserError("--benchmark measures an exported model", hint="pass --model-dir DIR (made by `trainctl export`), not -c")
     if not 0.0 <= threshold <= 1.0:
         raise UserError(f"--threshold {threshold} is not between 0 and 1")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores and threads > cores:
+        output.warn(f"--threads {threads} is more than the {cores} cores this process may use; expect slower, noisier times")
     report = run_benchmark(model_dir, directory, img=img, threshold=threshold, threads=threads,
                            batch_size=DEFAULTS["batch_size"] if batch_size is None else batch_size,
                            warmup=DEFAULTS["warmup"] if warmup is None else warmup,
