@@ -71,7 +71,8 @@ def sample_dataset(tmp_path_factory) -> Path:
 class SmokeRun:
     workdir: Path
     run_dir: Path
-    log: str
+    log: str  # stdout + stderr
+    stderr: str  # as written, with the live line's carriage returns
     seconds: float
 
     @property
@@ -85,19 +86,24 @@ class SmokeRun:
 
 @pytest.fixture(scope="session")
 def smoke_run(sample_dataset) -> SmokeRun:
-    """The smoke config trained for one epoch with --eval, once per session, through the worker.
+    """The smoke config trained for one epoch (5 iterations) with --eval, once per session, through the worker.
 
     `use_gpu=true` and device auto on purpose: a GPU config must not crash a CPU-only machine.
+    VisualDL is on and the live progress line is forced (as on a terminal), for test_runner_monitor.
     """
     run_dir = sample_dataset / "output" / "roadsign_cpu_smoke"
-    job = write_run(sample_dataset, run_dir, "train", ["use_gpu=true"], device="auto", eval_during_train=True, seed=0)
+    job = write_run(sample_dataset, run_dir, "train", ["use_gpu=true"], device="auto", eval_during_train=True, seed=0,
+                    vdl=True, progress="tty")
     start = time.monotonic()
-    proc = run_worker(job, sample_dataset)
+    # bytes, not text: universal newlines would turn the live line's \r into \n
+    proc = subprocess.run([sys.executable, "-m", "trainctl.runner.worker", "--job", str(job)], cwd=sample_dataset, env=_env(),
+                          capture_output=True, timeout=900)
     seconds = time.monotonic() - start
-    log = proc.stdout + proc.stderr
+    stdout, stderr = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    log = stdout + stderr
     if proc.returncode != 0:
         pytest.fail(f"smoke training failed (exit {proc.returncode}):\n{log[-4000:]}")
-    return SmokeRun(sample_dataset, run_dir, log, seconds)
+    return SmokeRun(sample_dataset, run_dir, log, stderr, seconds)
 
 
 @pytest.fixture(scope="session")

@@ -114,3 +114,30 @@ def test_infer_errors_are_one_line(smoke_run, ptools, tmp_path):
         assert proc.returncode == 2, (args, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("trainctl: error:") and message in lines[0], (args, lines)
+
+
+PREPROCESS_BOTH_WAYS = r"""
+import sys, json, numpy as np, yaml
+from ppdet.data.transform import operators
+from trainctl.runner.predict import Preprocessor, ExportedModel
+model_dir, image = sys.argv[1], sys.argv[2]
+cfg = yaml.safe_load(open(model_dir + "/infer_cfg.yml"))
+ours = Preprocessor(cfg["Preprocess"])(ExportedModel.read_rgb(image))
+sample = {"im_file": image}
+sample = operators.Decode()(sample)
+for op in cfg["Preprocess"]:
+    args = {k: v for k, v in op.items() if k != "type"}
+    sample = getattr(operators, op["type"])(**args)(sample)
+diff = {k: float(np.abs(ours[k][0] - np.asarray(sample[k], dtype=np.float32)).max()) for k in ("image", "im_shape", "scale_factor")}
+print(json.dumps({"diff": diff, "shape": list(ours["image"].shape)}))
+"""
+
+
+def test_exported_preprocessing_equals_ppdet_operators(exported_model, ptools, smoke_run):
+    """trainctl's infer_cfg.yml preprocessing gives the arrays ppdet's own operators give."""
+    proc = subprocess.run([sys.executable, "-c", PREPROCESS_BOTH_WAYS, str(exported_model), str(ptools.road554)],
+                          cwd=smoke_run.workdir, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["shape"] == [1, 3, 224, 224]
+    assert result["diff"]["image"] < 1e-4 and result["diff"]["im_shape"] == 0 and result["diff"]["scale_factor"] < 1e-6, result

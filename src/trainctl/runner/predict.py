@@ -240,7 +240,8 @@ class ExportedModel:
         config.switch_use_feed_fetch_ops(False)
         self.predictor = inference.create_predictor(config)
 
-    def read_rgb(self, path: str):
+    @staticmethod
+    def read_rgb(path: str):
         import cv2
 
         im = cv2.imread(path, cv2.IMREAD_COLOR)

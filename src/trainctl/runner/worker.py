@@ -151,18 +151,20 @@ def _evaluate(job: Job, cfg) -> dict:
         "images": recorder.samples,
         "time": time.time(),
     }
-    atomic_write_text(os.path.join(job.run_dir, EVAL_FILE), json.dumps(result, indent=2, sort_keys=True) + "\n")
+    if session.world()[0] == 0:  # every rank evaluates the whole set (ppdet's eval is single-device)
+        atomic_write_text(os.path.join(job.run_dir, EVAL_FILE), json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
 
 
 def final_line(summary: dict) -> str:
     if summary.get("task") == "eval":
-        metrics = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary["results"].items())
-        return f"eval done: {summary['metric']} mAP ({metrics}) on {summary.get('images', '?')} images, weights {summary['weights']}"
+        metrics = ", ".join(f"{100 * v:.2f}% ({k})" if isinstance(v, float) else f"{v} ({k})" for k, v in summary["results"].items())
+        return f"eval done: {summary['metric']} mAP {metrics} on {summary.get('images', '?')} images, weights {summary['weights']}"
     text = f"train done: epochs {summary['start_epoch']}..{summary['epochs']}, final weights {summary['final']}"
     if summary.get("best"):
         best = summary["best"]
-        text += f", best {best['results']} at epoch {best['epoch']}"
+        shown = ", ".join(f"{100 * v:.2f}% ({k})" if isinstance(v, float) else f"{v} ({k})" for k, v in best["results"].items())
+        text += f", best mAP {shown} at epoch {best['epoch']} (best_model.pdparams)"
     return text
 
 
