@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True)
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--rows", help="write {image name: [[class, score, x1, y1, x2, y2], ...]} here")
+    parser.add_argument("--size", type=int, help="input size: set the TestReader's Resize to SIZE x SIZE")
     args = parser.parse_args(argv)
     pillow_textsize_shim()
 
@@ -56,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     images = [os.path.join(args.dir, n) for n in names]
     cfg = load_config(args.config)
     cfg["use_gpu"] = False
+    if args.size:
+        for op in cfg["TestReader"]["sample_transforms"]:
+            if "Resize" in op:
+                op["Resize"]["target_size"] = [args.size, args.size]
+        cfg["TestReader"]["inputs_def"]["image_shape"] = [3, args.size, args.size]
     paddle.set_device("cpu")
     trainer = Trainer(cfg, mode="test")
     trainer.load_weights(args.weights)

@@ -195,52 +195,46 @@ def wait_for_quiet(max_load: float, max_wait: float, log=print) -> float:
     return load
 
 
-def match_detections(ours: dict[str, list[dict]], reference: dict[str, list[dict]], threshold: float,
-                     score_tol: float = 0.01, iou_min: float = 0.9) -> dict:
+def _iou(a: list[float], b: list[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else (1.0 if list(a) == list(b) else 0.0)
+
+
+def match_detections(ours: dict[str, list[dict]], reference: dict[str, list[dict]], top_k: int = 20,
+                     score_rtol: float = 1e-3, score_atol: float = 0.0, iou_min: float = 0.95) -> dict:
     """Compare two detection sets image by image.
 
     ours / reference: {image file name: [{"class_id", "score", "box": [x1, y1, x2, y2]}]}.
-    A detection at or above threshold + score_tol on one side must have a partner
-    on the other side (same class, score within score_tol, IoU >= iou_min);
-    detections within score_tol of the threshold may appear on one side only.
+    Each of the top_k detections (by score) of either side must have a partner
+    among all detections of the other side: same class, score within
+    score_atol + score_rtol * score, IoU >= iou_min. Searching all rows of the
+    other side lets near-equal scores swap places around rank top_k.
     """
-    def iou(a, b) -> float:
-        ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-        iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-        inter = ix * iy
-        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-        return inter / union if union > 0 else (1.0 if a == b else 0.0)
+    def close(a: dict, b: dict) -> bool:
+        tol = score_atol + score_rtol * max(abs(a["score"]), abs(b["score"]))
+        return a["class_id"] == b["class_id"] and abs(a["score"] - b["score"]) <= tol and _iou(a["box"], b["box"]) >= iou_min
 
-    def unmatched(side: list[dict], other: list[dict]) -> list[dict]:
-        missing = []
-        for d in side:
-            if d["score"] < threshold + score_tol:
-                continue
-            partner = any(o["class_id"] == d["class_id"] and abs(o["score"] - d["score"]) <= score_tol
-                          and iou(o["box"], d["box"]) >= iou_min for o in other)
-            if not partner:
-                missing.append(d)
-        return missing
-
-    compared = 0
-    max_score_diff = 0.0
-    min_iou = 1.0
+    compared, max_rel, min_iou = 0, 0.0, 1.0
     problems = []
-    for name in sorted(set(ours) | set(reference)):
-        a = [d for d in ours.get(name, []) if d["score"] >= threshold - score_tol]
-        b = [d for d in reference.get(name, []) if d["score"] >= threshold - score_tol]
-        for d in a:
-            best = max((o for o in b if o["class_id"] == d["class_id"]), key=lambda o: iou(o["box"], d["box"]),
-                       default=None)
-            if best is not None and iou(best["box"], d["box"]) >= iou_min:
+    names = sorted(set(ours) | set(reference))
+    for name in names:
+        a, b = ours.get(name, []), reference.get(name, [])
+        for side, other, label in ((a, b, "ours"), (b, a, "reference")):
+            for d in sorted(side, key=lambda d: -d["score"])[:top_k]:
+                partner = next((o for o in other if close(d, o)), None)
+                if partner is None:
+                    problems.append(f"{name}: no partner for {label} class {d['class_id']} score {d['score']:.6g} box "
+                                    f"{[round(v, 1) for v in d['box']]}")
+                    continue
                 compared += 1
-                max_score_diff = max(max_score_diff, abs(best["score"] - d["score"]))
-                min_iou = min(min_iou, iou(best["box"], d["box"]))
-        for d in unmatched(a, b):
-            problems.append(f"{name}: only in ours: class {d['class_id']} score {d['score']:.4f} box {d['box']}")
-        for d in unmatched(b, a):
-            problems.append(f"{name}: only in reference: class {d['class_id']} score {d['score']:.4f} box {d['box']}")
-    return {"threshold": threshold, "score_tol": score_tol, "iou_min": iou_min, "matched": compared,
-            "ours": sum(len(v) for v in ours.values()), "reference": sum(len(v) for v in reference.values()),
-            "max_score_diff": max_score_diff, "min_iou": min_iou if compared else None,
-            "same": not problems, "problems": problems[:20]}
+                denom = max(abs(d["score"]), abs(partner["score"])) or 1.0
+                max_rel = max(max_rel, abs(d["score"] - partner["score"]) / denom)
+                min_iou = min(min_iou, _iou(d["box"], partner["box"]))
+    return {"top_k": top_k, "score_rtol": score_rtol, "score_atol": score_atol, "iou_min": iou_min,
+            "images": len(names), "ours_rows": sum(len(v) for v in ours.values()),
+            "reference_rows": sum(len(v) for v in reference.values()), "compared": compared,
+            "max_relative_score_diff": max_rel, "min_iou": min_iou if compared else None,
+            "same": compared > 0 and not problems, "problems": problems[:20]}
