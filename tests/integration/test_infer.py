@@ -54,52 +54,30 @@ def _check_outputs(result, out, images):
         assert annotated.stat().st_size > 1000, annotated
 
 
-def test_infer_dynamic_and_exported_on_the_smoke_model(smoke_run, exported_model, images, ptools, tmp_path):
-    args = ["--img", images[0]]
-    dyn = _infer(ptools, smoke_run.workdir, ["-c", "roadsign_cpu_smoke.yml", "--weights", str(smoke_run.final), "--threshold", "0.0", *args], tmp_path / "dyn")
-    exp = _infer(ptools, smoke_run.workdir, ["--model-dir", str(exported_model), "--threshold", "0.0", *args], tmp_path / "exp")
-    _check_outputs(dyn, tmp_path / "dyn", images[:1])
-    _check_outputs(exp, tmp_path / "exp", images[:1])
-    assert_same_detections(dyn["detections"], exp["detections"])
-
-
-@pytest.fixture(scope="session")
-def untrained_model(smoke_run, ptools, tmp_path_factory):
-    """Seeded, untrained weights of the smoke model, and their export.
-
-    A one-epoch model trained from scratch keeps almost no boxes (its objectness
-    is far below any threshold), so the numeric comparison of the two inference
-    paths uses weights that do produce many scored boxes.
-    """
-    root = tmp_path_factory.mktemp("untrained")
-    weights = root / "init.pdparams"
-    code = (
-        "import sys, paddle\n"
-        "from trainctl.runner import session\n"
-        "from ppdet.core.workspace import create\n"
-        "cfg = session.load_flat_config(sys.argv[1]); session.setup_device(cfg, 'cpu')\n"
-        "paddle.seed(0); model = create(cfg.architecture); paddle.save(model.state_dict(), sys.argv[2])\n"
-    )
-    subprocess.run([sys.executable, "-c", code, str(smoke_run.config), str(weights)], cwd=smoke_run.workdir, check=True, capture_output=True, timeout=600)
-    proc = ptools.run_cli(["export", "-c", "roadsign_cpu_smoke.yml", "--weights", str(weights), "--output", str(root / "exported")], smoke_run.workdir)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return weights, root / "exported"
-
-
-def test_exported_matches_dynamic_within_tolerance(smoke_run, untrained_model, images, ptools, tmp_path):
-    weights, exported = untrained_model
-    dir_args = ["--dir", str(tmp_path / "imgs")]
+def test_exported_matches_dynamic_within_tolerance(smoke_run, exported_model, images, ptools, tmp_path):
+    """Both paths on a synthetic image and a real photo (--dir); low threshold so the 1-epoch model has boxes."""
     (tmp_path / "imgs").mkdir()
     for image in images:
         (tmp_path / "imgs" / image.rsplit("/", 1)[-1]).write_bytes(open(image, "rb").read())
     in_dir = sorted(str(p) for p in (tmp_path / "imgs").iterdir())
-    dyn = _infer(ptools, smoke_run.workdir, ["-c", "roadsign_cpu_smoke.yml", "--weights", str(weights), "--threshold", "0.05", *dir_args], tmp_path / "dyn")
-    exp = _infer(ptools, smoke_run.workdir, ["--model-dir", str(exported), "--threshold", "0.05", "--threads", "2", *dir_args], tmp_path / "exp")
+    dir_args = ["--dir", str(tmp_path / "imgs"), "--threshold", "0.05"]
+    dyn = _infer(ptools, smoke_run.workdir, ["-c", "roadsign_cpu_smoke.yml", "--weights", str(smoke_run.final), *dir_args], tmp_path / "dyn")
+    exp = _infer(ptools, smoke_run.workdir, ["--model-dir", str(exported_model), "--threads", "2", *dir_args], tmp_path / "exp")
     _check_outputs(dyn, tmp_path / "dyn", in_dir)
     _check_outputs(exp, tmp_path / "exp", in_dir)
-    for image in in_dir:  # both images, the synthetic one and the real photo, have boxes to compare
+    for image in in_dir:  # both images have boxes to compare
         assert len([d for d in dyn["detections"] if d["file"] == image]) >= 5, image
     assert_same_detections(dyn["detections"], exp["detections"], top_k=20)
+
+
+def test_infer_one_image_both_ways(smoke_run, exported_model, images, ptools, tmp_path):
+    args = ["--img", images[0], "--threshold", "0.3"]
+    dyn = _infer(ptools, smoke_run.workdir, ["-c", "roadsign_cpu_smoke.yml", "--weights", str(smoke_run.final), *args], tmp_path / "dyn")
+    exp = _infer(ptools, smoke_run.workdir, ["--model-dir", str(exported_model), *args], tmp_path / "exp")
+    _check_outputs(dyn, tmp_path / "dyn", images[:1])
+    _check_outputs(exp, tmp_path / "exp", images[:1])
+    assert dyn["threshold"] == exp["threshold"] == 0.3
+    assert_same_detections(dyn["detections"], exp["detections"])
 
 
 def test_infer_errors_are_one_line(smoke_run, ptools, tmp_path):
