@@ -426,7 +426,7 @@ def format_epochs(info: RunInfo) -> str:
 def format_best(info: RunInfo) -> str:
     if not info.best:
         return "-"
-    text = f"{info.best['metric']} {info.best['value']:.4f}"
+    text = f"{info.best['metric']} {100 * info.best['value']:.2f}%"  # as ppdet and the worker print mAP
     if info.best.get("epoch") is not None:
         text += f" @{info.best['epoch']}"
     return text

@@ -88,7 +88,7 @@ def test_done_run_with_index(tmp_path):
     assert (info.epochs_done, info.epochs_total, info.final) == (3, 12, False)
     assert info.checkpoints == ["0", "1", "2"] and info.checkpoint_source == "checkpoints.json"
     assert info.best == {"metric": "bbox", "value": 0.58, "epoch": 2, "model": "best_model", "source": "checkpoints.json"}
-    assert runs.format_best(info) == "bbox 0.5800 @2" and runs.format_epochs(info) == "3/12"
+    assert runs.format_best(info) == "bbox 58.00% @2" and runs.format_epochs(info) == "3/12"
     assert info.vdl_dir is None
 
 
@@ -307,7 +307,7 @@ def test_cli_table_and_json(tmp_path, monkeypatch):
     assert lines[0].split()[:3] == ["RUN", "TASK", "STATUS"]
     row = lines[2].split()
     assert row[:4] == ["output/bs8", "train", "done", "roadsign.yml"]
-    assert "1/12" in row and "0.2500" in row
+    assert "1/12" in row and "25.00%" in row
 
     result = CliRunner().invoke(cli, ["runs", "output", "--json"])
     data = json.loads(result.output)
