@@ -197,3 +197,22 @@ def test_board_busy_port_is_one_line(tmp_path):
     assert err.strip().splitlines()[-1] == (f"trainctl: error: port {port} on 127.0.0.1 is in use; "
                                             "pick another with --port P, or --port 0 for a free one")
     assert out == ""
+
+
+def test_board_on_the_scalars_a_real_training_wrote(smoke_run):
+    """The session's smoke training ran with VisualDL on; the board shows what the worker wrote."""
+    run = smoke_run.run_dir.relative_to(smoke_run.workdir).as_posix()
+    proc = start_board(smoke_run.workdir, run, "--port", "0")
+    try:
+        base = read_url(proc)[: -len("/app")]
+        tags = api(base, "scalar/tags")
+        assert tags["runs"] == [f"{run}/vdl"]
+        assert {"train/loss", "train/lr", "eval/bbox_mAP"} <= set(tags["tags"][0]), tags
+        loss = api(base, f"scalar/list?run={run}/vdl&tag=train/loss")
+        assert loss and all(p[2] > 0 for p in loss)
+        steps = [p[1] for p in loss]
+        assert steps == sorted(steps)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err

@@ -40,6 +40,7 @@ def test_runs_reads_a_real_training(smoke_run, ptools, tmp_path):
     best = index["best"]
     assert info["best"]["metric"] == "bbox" and info["best"]["value"] == pytest.approx(best["results"]["bbox"])
     assert info["best"]["epoch"] == best["epoch"] == 1
+    assert info["vdl_dir"] == "output/smoke/vdl"  # the smoke run trains with VisualDL on
 
     table = ptools.run_cli(["runs"], tmp_path)
     assert table.returncode == 0, table.stderr
