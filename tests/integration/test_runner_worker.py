@@ -75,3 +75,17 @@ def test_missing_dataset_exit_2_names_the_sample_command(ptools, tmp_path):
     errors = ptools.error_lines(proc.stderr)
     assert len(errors) == 1
     assert "dataset/roadsign_voc" in errors[0] and "trainctl data sample --out dataset/roadsign_voc" in errors[0]
+
+
+def test_finetune_weights_skip_and_list_parameters_that_do_not_fit(smoke_run, ptools, tmp_path):
+    """--weights with another num_classes: the heads' shapes differ, are skipped and named; the rest loads."""
+    job = ptools.write_run(smoke_run.workdir, tmp_path / "run", "train", ["num_classes=5", "TrainReader.batch_size=5"],
+                           weights=str(smoke_run.final), seed=0)
+    proc = ptools.run_worker(job, smoke_run.workdir)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    line = next(line for line in log.splitlines() if "fine-tuning from" in line)
+    assert str(smoke_run.final) + ".pdparams" in line
+    assert "skipped 6 parameters that do not fit" in line  # weight and bias of the three yolo_output convs
+    assert "yolo_head.yolo_output.0.weight" in line
+    assert (tmp_path / "run" / "model_final.pdparams").is_file()
