@@ -84,6 +84,8 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
 @click.option("--sample-data", is_flag=True, help="Write the built-in sample dataset where the config expects data, if missing.")
 @click.option("--no-data-check", is_flag=True, help="Skip the dataset check before launch.")
 @click.option("--vdl", is_flag=True, help="Write VisualDL scalars under the run directory.")
+@click.option("--keep", "keep_checkpoints", type=click.IntRange(min=1), metavar="N",
+              help="Keep only the newest N epoch checkpoints (model_final and best_model are always kept).")
 @click.option("--lr-scale", type=click.Choice(["linear", "sqrt", "none"]), default="linear", show_default=True,
               help="Scale base_lr and warmup steps from the reference setup to this total batch.")
 @click.option("--ref-gpus", type=int, metavar="N",
@@ -92,7 +94,7 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
 @cluster_options
 @click.argument("extra_overrides", nargs=-1, metavar="")
 def train(config, overrides, extra_overrides, eval_during_train, resume, weights, amp, output, no_pretrained, sample_data,
-          no_data_check, vdl, lr_scale, ref_gpus, **launch_kwargs) -> None:
+          no_data_check, vdl, keep_checkpoints, lr_scale, ref_gpus, **launch_kwargs) -> None:
     """Train a model: one process, several devices, or several nodes.
 
     \b
@@ -129,7 +131,7 @@ def train(config, overrides, extra_overrides, eval_during_train, resume, weights
     topts = flow.TaskOptions(
         config=config, overrides=list(overrides), eval_during_train=eval_during_train, resume=resume,
         weights=weights, amp=amp, output=output, no_pretrained=no_pretrained, sample_data=sample_data,
-        no_data_check=no_data_check, vdl=vdl, dry_run=launch_kwargs.pop("dry_run"),
+        no_data_check=no_data_check, vdl=vdl, keep_checkpoints=keep_checkpoints, dry_run=launch_kwargs.pop("dry_run"),
     )
     lopts = launch_options_from(launch_kwargs, lr_scale=lr_scale, ref_gpus=ref_gpus)
     code = flow.run("train", topts, lopts, argv=["trainctl"] + sys.argv[1:])
