@@ -11,6 +11,6 @@ trainctl data sample --out dataset/roadsign_voc
 trainctl train -c roadsign_cpu_smoke.yml --output output/roadsign_cpu_smoke
 trainctl eval -c roadsign_cpu_smoke.yml --weights output/roadsign_cpu_smoke/model_final
 trainctl export -c roadsign_cpu_smoke.yml --weights output/roadsign_cpu_smoke/model_final --output output/exported
-trainctl infer --model-dir output/exported --dir dataset/roadsign_voc/images --output output/detections
+trainctl infer --model-dir output/exported --dir dataset/roadsign_voc/images --threshold 0.1 --output output/detections
 trainctl infer -c roadsign_cpu_smoke.yml --weights output/roadsign_cpu_smoke/model_final \
-    --img dataset/roadsign_voc/images/road0.png --output output/detections_dygraph
+    --img dataset/roadsign_voc/images/road0.png --threshold 0.1 --output output/detections_dygraph
