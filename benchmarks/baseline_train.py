@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer = Trainer(cfg, mode="train")
     if cfg.get("pretrain_weights"):
         trainer.load_weights(cfg.pretrain_weights)
+    print("[baseline] trainer ready", flush=True)  # the suite times this line (trainctl's worker logs its own)
     trainer.train(validate=False)
     return 0
 

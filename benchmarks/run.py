@@ -264,7 +264,16 @@ class Suite:
         a = [self.first_iteration(r) for r in ours]
         b = [self.first_iteration(r) for r in theirs]
         ma, mb = median(a), median(b)
+        # when trainctl echoes the worker command ("$ ..."), just before it starts the worker
+        ready = [r.first_arrival(r"^\$ ") for r in ours]
+        # the Trainer is built (and weights loaded): the worker's and the baseline's own log lines
+        built_ours = [r.first_arrival(r"^\[trainctl worker\] (no pretrained weights|pretrained weights|fine-tuning|resumed)") for r in ours]
+        built_theirs = [r.first_arrival(r"^\[baseline\] trainer ready") for r in theirs]
         out = {"trainctl_seconds": spread(a), "baseline_seconds": spread(b),
+               "trainctl_worker_start_seconds": spread(ready),
+               "trainctl_trainer_ready_seconds": spread(built_ours), "baseline_trainer_ready_seconds": spread(built_theirs),
+               "trainctl_first_batch_cost": spread([r.iterations()[0].batch_cost for r in ours if r.iterations()]),
+               "baseline_first_batch_cost": spread([r.iterations()[0].batch_cost for r in theirs if r.iterations()]),
                "trainctl_total_seconds": spread([r.wall for r in ours]),
                "baseline_total_seconds": spread([r.wall for r in theirs])}
         if ma is not None and mb is not None:
@@ -284,6 +293,8 @@ class Suite:
                "baseline_images_per_s": spread([t["images_per_s"] for t in tb]),
                "iterations_counted": ta[0].get("iterations"), "steps_per_epoch": ta[0].get("steps_per_epoch"),
                "batch_size": 2, "input_size": 224,
+               "trainctl_batch_costs": [[it.batch_cost for it in r.iterations()] for r in ours],
+               "baseline_batch_costs": [[it.batch_cost for it in r.iterations()] for r in theirs],
                "trainctl_cpu_utilisation": median([r.cpu_seconds / r.wall for r in ours]),
                "baseline_cpu_utilisation": median([r.cpu_seconds / r.wall for r in theirs])}
         if ma and mb:
@@ -588,7 +599,13 @@ def render_details(res: dict) -> list[str]:
                    f"peak RSS {_fmt(c['cli']['baseline_peak_rss_mb'], 0, ' MB')}.")
     if "overhead" in c:
         x = c["overhead"]
-        out.append(f"- Whole training run (process start to exit): trainctl {x['trainctl_total_seconds']['median']:.1f} s, "
+        out.append(f"- Launch overhead: trainctl starts its worker {_fmt(x['trainctl_worker_start_seconds']['median'], 2, ' s')} "
+                   f"after its own start (CLI, config resolution, plan, dataset check, run directory); ppdet's Trainer "
+                   f"is ready at {_fmt(x['trainctl_trainer_ready_seconds']['median'], 2, ' s')} (baseline "
+                   f"{_fmt(x['baseline_trainer_ready_seconds']['median'], 2, ' s')}); the first iteration's batch_cost is "
+                   f"{_fmt(x['trainctl_first_batch_cost']['median'], 2, ' s')} (baseline "
+                   f"{_fmt(x['baseline_first_batch_cost']['median'], 2, ' s')}). Whole training "
+                   f"run (start to exit): trainctl {x['trainctl_total_seconds']['median']:.1f} s, "
                    f"baseline {x['baseline_total_seconds']['median']:.1f} s.")
     if "throughput" in c:
         x = c["throughput"]
