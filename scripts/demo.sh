@@ -8,9 +8,10 @@ WORK="${DEMO_DIR:-$ROOT/demo-output}"
 mkdir -p "$WORK" && cd "$WORK"
 set -x
 trainctl data sample --out dataset/roadsign_voc
-trainctl train -c roadsign_cpu_smoke.yml --output output/roadsign_cpu_smoke
-trainctl eval -c roadsign_cpu_smoke.yml --weights output/roadsign_cpu_smoke/model_final
-trainctl export -c roadsign_cpu_smoke.yml --weights output/roadsign_cpu_smoke/model_final --output output/exported
-trainctl infer --model-dir output/exported --dir dataset/roadsign_voc/images --threshold 0.1 --output output/detections
-trainctl infer -c roadsign_cpu_smoke.yml --weights output/roadsign_cpu_smoke/model_final \
-    --img dataset/roadsign_voc/images/road0.png --threshold 0.1 --output output/detections_dygraph
+trainctl train -c roadsign_cpu.yml --eval            # 8 epochs on the CPU, about 5 minutes
+trainctl eval -c roadsign_cpu.yml --weights output/roadsign_cpu/best_model
+trainctl export -c roadsign_cpu.yml --weights output/roadsign_cpu/best_model --output output/exported
+trainctl infer --model-dir output/exported --dir dataset/roadsign_voc/images --threshold 0.3 --output output/detections
+trainctl infer -c roadsign_cpu.yml --weights output/roadsign_cpu/best_model \
+    --img dataset/roadsign_voc/images/road0.png --threshold 0.3 --output output/detections_dygraph
+trainctl runs
