@@ -185,3 +185,24 @@ def test_disk_full_during_checkpoint_keeps_the_previous_one(work, small_tmpfs, r
     assert "resumed from" in again.output and "at epoch 1" in again.output, again.explain()
     assert (run / "model_final.pdparams").stat().st_size > 1_000_000
     record_property("resume_s", round(again.seconds, 1))
+
+
+@pytest.mark.parametrize("nproc", [1, 2], ids=["one-process", "two-processes"])
+def test_trainctl_killed_leaves_no_orphan(work, nproc, record_property):
+    """SIGKILL to trainctl itself (OOM killer, kill -9): it cannot clean up, so the job must notice its parent is gone."""
+    run = work / f"orphans-{nproc}"
+    proc = _start(work, run, *(["--nproc", "2"] if nproc == 2 else []))
+    try:
+        wait_for(lambda: _training(run, 0), 300, "the job to train")
+        killed_at = time.monotonic()
+        proc.kill()
+        proc.wait()
+        try:
+            wait_for(lambda: not processes_matching(str(run)), 60, "the job's processes to end", interval=0.1)
+        finally:
+            seconds = time.monotonic() - killed_at
+            left = processes_matching(str(run))
+    finally:
+        _stop(proc, run)
+    record_property("all_gone_s", round(seconds, 1))
+    assert left == [] and seconds <= STOP_SECONDS, f"{len(left)} processes {seconds:.1f}s after trainctl died: {left}"

@@ -102,8 +102,10 @@ def test_secrets_masked_in_dry_runs(work, fmt):
     assert "NCCL_DEBUG" in res.output and "WARN" in res.output
 
 
-def test_secrets_masked_in_multi_host_dry_run(work):
-    res = run_cli(["train", "-c", SMOKE, "--hosts", "10.9.0.1,10.9.0.2", "--dry-run", *_env_flags()], cwd=work)
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_secrets_masked_in_multi_host_dry_run(work, fmt):
+    res = run_cli(["train", "-c", SMOKE, "--hosts", "10.9.0.1,10.9.0.2", f"--dry-run={fmt}", *_env_flags()],
+                  cwd=work)
     assert res.returncode == 0, res.explain()
     assert _leaks(res.output) == []
 
