@@ -314,6 +314,29 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return split_path(key), value
 
 
+_NUMBER_OR_BOOL = (bool, int, float)
+
+
+def _check_override_type(text: str, path: str, old: Any, new: Any) -> None:
+    """A number or flag the config holds cannot become text, a list or a mapping (`-o epoch=ten`).
+
+    Only scalar numbers and booleans are checked: ppdet's configs legitimately put a
+    list where a string was (or the reverse), and None ("unset") is always allowed.
+    """
+    if new is None or not isinstance(old, _NUMBER_OR_BOOL) or isinstance(new, _NUMBER_OR_BOOL):
+        return
+    kind = "bool" if isinstance(old, bool) else "int" if isinstance(old, int) else "float"
+    if isinstance(new, str) and kind != "bool":
+        try:
+            float(new)
+            hint = f"YAML reads {new!r} as text; write a plain number, e.g. -o {path}={old!r}"
+            raise UserError(f"-o {text}: {path} expects {kind}, got the text {new!r}", hint=hint)
+        except ValueError:
+            pass
+    raise UserError(f"-o {text}: {path} expects {kind} (the config has {old!r}), got {type(new).__name__} {new!r}",
+                    hint=f"e.g. -o {path}={old!r}" if kind != "bool" else f"e.g. -o {path}={str(old).lower()}")
+
+
 def apply_override(rc: ResolvedConfig, text: str) -> None:
     """Set one `-o key.sub=value`, checking each key against the config and ppdet's schema.
 
@@ -360,6 +383,8 @@ def apply_override(rc: ResolvedConfig, text: str) -> None:
                             hint=f"set {here} itself: -o {here}=...")
         keys.append(key)
         if last:
+            if not created and (isinstance(container, list) or key in container):
+                _check_override_type(text, format_path(keys), container[key], value)
             container[key] = value
         else:
             if container[key] is None:  # `regularizer:` left empty in a file: a mapping may go there

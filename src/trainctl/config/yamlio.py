@@ -98,7 +98,8 @@ def load_yaml_file(path: str | Path, origin: str | None = None) -> Any:
     except FileNotFoundError as exc:
         raise UserError(f"config file not found: {path}") from exc
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read config {path}: {exc}") from exc
+        hint = "save it as UTF-8" if isinstance(exc, UnicodeDecodeError) else "pass a readable .yml file"
+        raise UserError(f"cannot read config {path}: {exc}", hint=hint) from exc
     return load_yaml_text(text, origin or str(path))
 
 
