@@ -17,7 +17,16 @@ from trainctl import output
 @click.option("--output", "output_dir", metavar="DIR", help="Where annotated images and detections.json go (default output/infer).")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="CPU threads for Paddle Inference.")
 @click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (with -c).")
-def infer(config, weights, model_dir, img, directory, threshold, output_dir, threads, overrides) -> None:
+# --- deployment benchmark (trainctl.runner.benchmark, docs/runs.md)
+@click.option("--benchmark", is_flag=True, help="With --model-dir: time preprocess/inference/postprocess per image "
+              "(TIPC-style report); writes no images.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images per batch for --benchmark (default 1).")
+@click.option("--warmup", type=click.IntRange(min=0), help="Untimed batches before timing, for --benchmark (default 2).")
+@click.option("--repeats", type=click.IntRange(min=1), help="Timed passes over the images, for --benchmark (default 3).")
+@click.option("--json", "as_json", is_flag=True, help="Print the --benchmark report as JSON.")
+# --- end deployment benchmark
+def infer(config, weights, model_dir, img, directory, threshold, output_dir, threads, overrides,
+          benchmark, batch_size, warmup, repeats, as_json) -> None:
     """Detect objects in images; write annotated images and detections.json.
 
     \b
@@ -25,7 +34,14 @@ def infer(config, weights, model_dir, img, directory, threshold, output_dir, thr
       trainctl infer -c roadsign_cpu_smoke.yml --weights output/roadsign_cpu_smoke/model_final --img road554.png
       trainctl infer --model-dir output_inference/roadsign_cpu_smoke --dir dataset/roadsign_voc/images
       trainctl infer --model-dir deploy/roadsign --img a.png --threshold 0.3 --output results/ --threads 4
+    \b
+    Deployment benchmark (ms per image per stage, images/s, memory; docs/runs.md):
+      trainctl infer --model-dir deploy/roadsign --dir images/ --benchmark --batch-size 2 --threads 2 --json
     """
+    from trainctl.runner.benchmark import from_cli
+
+    if from_cli(config, model_dir, img, directory, threshold, threads, benchmark, batch_size, warmup, repeats, as_json):
+        return
     from trainctl.runner.predict import run_infer
 
     result = run_infer(config, list(overrides), weights, model_dir, img, directory, threshold, output_dir, threads)
