@@ -15,6 +15,7 @@ inside the functions, so this module can be imported without paddle.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -114,6 +115,22 @@ def save_checkpoint(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _save_checkpoint(run_dir, name, params, optimizer, epoch, ema_params, keep)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        from trainctl.errors import RuntimeFailure
+
+        previous = latest_checkpoint(run_dir)
+        kept = (f"the last complete checkpoint ({previous['name']}, epoch {previous['epoch']}) is intact"
+                if previous else "no earlier checkpoint was complete")
+        raise RuntimeFailure(
+            f"no space left on device while saving checkpoint {name} in {run_dir}",
+            hint=f"{kept}; free space (or use --output on a bigger disk) and rerun with --resume auto") from None
+
+
+def _save_checkpoint(run_dir: Path, name: str, params: dict, optimizer, epoch: int, ema_params, keep) -> dict:
     files: dict[str, int] = {}
     if ema_params is not None:
         files[".pdparams"] = _save_atomic(ema_params, run_dir / f"{name}.pdparams")

@@ -121,6 +121,9 @@ def run_export(config: str, overrides: list[str] | tuple[str, ...], weights: str
             raise UserError("no weights to export", hint="pass --weights PATH (e.g. output/<config>/model_final)")
         weights = resolve_weights(weights, "weights")
         output_dir = output_dir or os.path.join("output_inference", rc.name)
+        from trainctl.fsutil import ensure_writable_dir
+
+        ensure_writable_dir(output_dir, "--output")
         return export_model(flat, weights, output_dir)
 
 

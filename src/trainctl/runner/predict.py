@@ -48,10 +48,10 @@ def list_images(img: str | None, directory: str | None) -> list[str]:
         raise UserError("give exactly one of --img FILE and --dir DIR")
     if img:
         if not os.path.isfile(img):
-            raise UserError(f"image not found: {img}")
+            raise UserError(f"image not found: {img}", hint="check the path given to --img")
         return [img]
     if not os.path.isdir(directory):
-        raise UserError(f"image directory not found: {directory}")
+        raise UserError(f"image directory not found: {directory}", hint="check the path given to --dir")
     found = sorted(str(p) for p in Path(directory).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not found:
         raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}")

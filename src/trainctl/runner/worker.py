@@ -51,6 +51,9 @@ def run(job: Job) -> dict:
 
     import paddle
 
+    from trainctl.runner import compat
+
+    compat.guard_data_loading()
     place = session.setup_device(cfg, job.device, world_size)
     if world_size > 1:
         paddle.distributed.init_parallel_env()
@@ -168,7 +171,34 @@ def final_line(summary: dict) -> str:
     return text
 
 
+def _die_with_parent() -> None:
+    """SIGTERM this worker when its parent (trainctl or paddle's launcher) dies, even by SIGKILL,
+    so a killed launcher never leaves a worker training on its own (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _data_error(exc: BaseException) -> UserError | None:
+    """A dataset file ppdet could not use (named by runner.compat), as a one-line user error."""
+    from trainctl.runner import compat
+
+    cause = exc if isinstance(exc, compat.DataError) else compat.loader_error()
+    if not isinstance(cause, compat.DataError):
+        return None
+    return UserError(str(cause), hint="fix or remove it from the annotation list; `trainctl data check -c CFG` "
+                                      "lists every problem")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _die_with_parent()
     parser = argparse.ArgumentParser(prog="python -m trainctl.runner.worker", description="trainctl worker process")
     parser.add_argument("--job", required=True, help="path of the job file (job.json) the launcher wrote")
     args = parser.parse_args(argv)
@@ -189,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         output.error("worker interrupted")
         return 130
     except Exception as exc:  # a failure inside paddle/ppdet: the log keeps the traceback
+        data_error = _data_error(exc) if "ppdet" in sys.modules else None
+        if data_error is not None:  # bad data, named: a user error, one line (the traceback with --debug)
+            if os.environ.get("TRAINCTL_DEBUG", "") not in ("", "0"):
+                traceback.print_exc()
+            output.error(data_error.one_line())
+            return data_error.exit_code
         traceback.print_exc()
         output.error(f"worker failed: {type(exc).__name__}: {exc}")
         return 1
