@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
+from trainctl.board import DEFAULT_PORT
+
 
 @click.command("board", context_settings={"max_content_width": 100})
 @click.argument("targets", nargs=-1, metavar="[RUN ...]")
-@click.option("-p", "--port", type=click.IntRange(0, 65535), default=8040, show_default=True,
+@click.option("-p", "--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port to serve on (0: any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; 0.0.0.0 makes the board reachable from other machines.")
