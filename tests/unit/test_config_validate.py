@@ -120,3 +120,18 @@ def test_reference_configs_validate_clean_except_real_findings():
     assert set(flagged) == set(REFERENCE_FINDINGS), flagged
     for name, path in REFERENCE_FINDINGS.items():
         assert path in flagged[name]
+
+
+def test_trainctl_section_is_known_and_checked(tmp_path):
+    from trainctl.config import resolve
+    from trainctl.config.validate import validate
+
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("epoch: 1\ntrainctl:\n  ref_gpus: 1\n")
+    assert [p for p in validate(resolve(str(cfg))) if p.path.startswith("trainctl")] == []
+    cfg.write_text("epoch: 1\ntrainctl:\n  ref_gpu: 0\n")
+    problems = [str(p) for p in validate(resolve(str(cfg))) if p.path.startswith("trainctl")]
+    assert problems == ["trainctl.ref_gpu: unknown trainctl key; did you mean ref_gpus?"]
+    # an override may add the section and its known key, but not a misspelt one
+    rc = resolve(str(cfg), overrides=["trainctl.ref_gpus=2"])
+    assert rc.get("trainctl.ref_gpus") == 2

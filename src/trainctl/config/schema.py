@@ -51,9 +51,14 @@ def class_accepts_kwargs(name: str) -> bool:
     return bool(entry and entry.get("kwargs"))
 
 
+# trainctl's own section of a config (ppdet ignores it): key -> type name
+TRAINCTL_SECTION = "trainctl"
+TRAINCTL_KEYS = {"ref_gpus": "int"}
+
+
 def top_level_keys() -> set[str]:
     schema = load_schema()
-    return set(schema["top_level"]) | set(schema["components"])
+    return set(schema["top_level"]) | set(schema["components"]) | {TRAINCTL_SECTION}
 
 
 def known_keys_at(parent_path: tuple, parent_tag: str | None) -> set[str]:
@@ -68,6 +73,8 @@ def known_keys_at(parent_path: tuple, parent_tag: str | None) -> set[str]:
     if not parent_path:
         return top_level_keys()
     last = parent_path[-1]
+    if parent_path == (TRAINCTL_SECTION,):
+        return set(TRAINCTL_KEYS)
     if len(parent_path) == 1:
         keys = set(class_args(last) or ())
         keys |= set(schema["children"].get(last, ()))

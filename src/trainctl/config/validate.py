@@ -159,6 +159,18 @@ class _Checker:
                 if isinstance(item, (Tagged, list, dict)):
                     self.check_value(keys + (key,), item)
 
+    def check_trainctl_section(self, value: Any) -> None:
+        if not isinstance(value, dict):
+            self.problems.append(Problem(schema.TRAINCTL_SECTION, f"should be a mapping, not {_kind(value)}"))
+            return
+        for key, item in value.items():
+            path = f"{schema.TRAINCTL_SECTION}.{key}"
+            expected = schema.TRAINCTL_KEYS.get(key)
+            if expected is None:
+                self.problems.append(Problem(path, "unknown trainctl key", _did_you_mean(str(key), schema.TRAINCTL_KEYS)))
+            elif expected == "int" and (isinstance(item, bool) or not isinstance(item, int) or item < 1):
+                self.problems.append(Problem(path, f"should be a whole number >= 1, not {item!r}"))
+
     def check(self, data: dict) -> list[Problem]:
         top_level = self.schema["top_level"]
         components = self.schema["components"]
@@ -166,6 +178,9 @@ class _Checker:
         for key, value in data.items():
             path = str(key)
             if key in _RUNTIME_KEYS:
+                continue
+            if key == schema.TRAINCTL_SECTION:
+                self.check_trainctl_section(value)
                 continue
             if key not in known_top:
                 self.problems.append(Problem(path, "unknown top-level key", _did_you_mean(path, known_top)))
