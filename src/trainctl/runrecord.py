@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib.metadata
 import json
+import os
 import platform
 import socket
 import sys
@@ -75,6 +76,7 @@ class RunRecord:
             "status": "starting",
             "exit_code": None,
             "hostname": socket.gethostname(),
+            "pid": os.getpid(),  # the launcher; `trainctl runs` checks it to tell running from killed
             "node_rank": plan.get("node_rank"),
             "start_time": now(),
             "end_time": None,

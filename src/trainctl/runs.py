@@ -308,7 +308,8 @@ def decide_status(record: dict, run_dir: Path, proc_root: str = "/proc", hostnam
         return "running", f"recorded as running on {host}; not checked from {this_host}"
     pid = record.get("pid")
     if isinstance(pid, int):
-        alive = pid_alive(pid, proc_root)
+        # a reused pid belongs to some other program: only a live trainctl counts
+        alive = pid_alive(pid, proc_root) and any("trainctl" in word for word in _cmdline(Path(proc_root, str(pid))))
         what = f"launcher pid {pid}"
     else:
         alive = bool(run_processes(run_dir, proc_root))

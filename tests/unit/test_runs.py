@@ -220,6 +220,26 @@ def test_recorded_pid_is_used_when_present(tmp_path):
     assert runs.read_run(run, proc_root=str(proc), hostname="thishost").status == "running"
 
 
+def test_a_reused_pid_of_another_program_is_not_the_run(tmp_path):
+    run = make_run(tmp_path / "r", status="running")
+    data = json.loads((run / "run.json").read_text())
+    data["pid"] = 78
+    (run / "run.json").write_text(json.dumps(data))
+    proc = tmp_path / "proc"
+    fake_process(proc, 78, ["/usr/sbin/nginx", "-g", "daemon off;"], Path("/"))
+    assert runs.read_run(run, proc_root=str(proc), hostname="thishost").status == "interrupted"
+
+
+def test_run_record_holds_the_launcher_pid(tmp_path):
+    import os
+
+    from trainctl.runrecord import RunRecord
+
+    record = RunRecord(tmp_path, ["trainctl", "train"], {"task": "train", "nodes": []})
+    record.start()
+    assert json.loads((tmp_path / "run.json").read_text())["pid"] == os.getpid()
+
+
 def test_running_on_another_host_is_not_judged(tmp_path):
     run = make_run(tmp_path / "r", status="running", hostname="node7")
     info = runs.read_run(run, proc_root=str(tmp_path / "noproc"), hostname="thishost", now=NOW)
