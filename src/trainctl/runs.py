@@ -307,16 +307,13 @@ def decide_status(record: dict, run_dir: Path, proc_root: str = "/proc", hostnam
     if host and host != this_host:
         return "running", f"recorded as running on {host}; not checked from {this_host}"
     pid = record.get("pid")
-    if isinstance(pid, int):
-        # a reused pid belongs to some other program: only a live trainctl counts
-        alive = pid_alive(pid, proc_root) and any("trainctl" in word for word in _cmdline(Path(proc_root, str(pid))))
-        what = f"launcher pid {pid}"
-    else:
-        alive = bool(run_processes(run_dir, proc_root))
-        what = "worker process"
-    if alive:
+    # the recorded launcher (a reused pid belongs to another program: only a live trainctl counts),
+    # or any worker still running this run's job file (e.g. orphans of a killed launcher)
+    launcher_alive = (isinstance(pid, int) and pid_alive(pid, proc_root)
+                      and any("trainctl" in word for word in _cmdline(Path(proc_root, str(pid)))))
+    if launcher_alive or run_processes(run_dir, proc_root):
         return "running", None
-    return "interrupted", f"the record says {recorded or 'running'} but no {what} of this run is alive (killed?)"
+    return "interrupted", f"the record says {recorded or 'running'} but no launcher or worker process of this run is alive (killed?)"
 
 
 # ------------------------------------------------------------------ one run

@@ -170,7 +170,7 @@ def test_running_record_without_process_is_interrupted(tmp_path):
     fake_process(proc, 50, ["python", "-m", "trainctl.runner.worker", "--job", "output/other/job.json"], tmp_path)
     info = runs.read_run(run, proc_root=str(proc), hostname="thishost", now=NOW)
     assert info.status == "interrupted" and info.recorded_status == "running"
-    assert "no worker process" in info.status_note
+    assert "no launcher or worker process" in info.status_note
     assert info.duration_s is None  # no end time, no log: unknown
     (run / "logs").mkdir()
     (run / "logs" / "workerlog.0").write_text("epoch 1\n")
@@ -179,7 +179,7 @@ def test_running_record_without_process_is_interrupted(tmp_path):
     info = runs.read_run(run, proc_root=str(proc), hostname="thishost", now=NOW)
     assert info.duration_s == 14 * 60 + 3 and info.duration_estimated  # up to the last line it logged
     assert runs.table_rows([info])[0][6] == "~14m03s"
-    assert any("no worker process" in line for line in runs.notes([info]))
+    assert any("no launcher or worker process" in line for line in runs.notes([info]))
 
 
 def test_running_record_with_worker_process(tmp_path):
