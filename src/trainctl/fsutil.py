@@ -6,19 +6,27 @@ target. Files are created 0644 (never world-writable).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
+@contextlib.contextmanager
+def atomic_target(path: str | os.PathLike, mode: int = 0o644, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside `path` for the caller to write (by any means).
+
+    When the block ends normally the file is fsynced, given `mode` and renamed over
+    `path`; when it raises, the temporary file is removed and `path` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
@@ -29,6 +37,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) 
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
+    with atomic_target(path, mode) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, mode: int = 0o644) -> None:

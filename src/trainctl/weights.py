@@ -21,14 +21,12 @@ import fcntl
 import os
 import shutil
 import socket
-import tempfile
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from trainctl.errors import UserError
+from trainctl.fsutil import atomic_target
 
 PPDET_URL_PREFIX = "https://paddledet.bj.bcebos.com/"  # what ppdet's "ppdet://" scheme stands for
 SUFFIX = ".pdparams"
@@ -110,6 +108,8 @@ def _fetch(url: str, directory: Path, role: str, timeout: float) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another worker on this host may be downloading it
         if target.is_file():
             return target
+        import urllib.error  # only when downloading: keeps --dry-run start-up small
+
         try:
             _download(_expand_scheme(url), target, timeout)
         except (OSError, urllib.error.URLError, TimeoutError, ValueError) as exc:
@@ -125,29 +125,20 @@ def _fetch(url: str, directory: Path, role: str, timeout: float) -> Path:
 
 
 def _download(url: str, target: Path, timeout: float) -> None:
+    import urllib.request
+
     parsed = urllib.parse.urlparse(url)
     proxied = parsed.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(parsed.hostname or "")
     if parsed.hostname and not proxied and not _resolves(parsed.hostname, timeout):
         # getaddrinfo ignores socket timeouts; without DNS it can block for long
         raise OSError(f"cannot resolve host {parsed.hostname} within {timeout:g} s")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
+    with atomic_target(target, suffix=".part") as tmp:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
             expected = response.headers.get("Content-Length")
             shutil.copyfileobj(response, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
             size = out.tell()
         if expected is not None and int(expected) != size:
             raise OSError(f"download incomplete: {size} of {expected} bytes")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _resolves(host: str, timeout: float) -> bool:

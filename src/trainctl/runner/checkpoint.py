@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from trainctl.fsutil import _fsync_dir, atomic_write_text
+from trainctl.fsutil import _fsync_dir, atomic_target, atomic_write_text
 
 INDEX_FILE = "checkpoints.json"
 PARTS = (".pdparams", ".pdopt", ".pdema")
@@ -82,20 +82,9 @@ def _save_atomic(obj, path: Path) -> int:
     """paddle.save to a temporary name, fsync, rename; return the size."""
     import paddle
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_target(path) as tmp:
         paddle.save(obj, str(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-            size = os.fstat(f.fileno()).st_size
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return size
+    return path.stat().st_size
 
 
 def save_checkpoint(
