@@ -28,28 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from trainctl.config.schema import type_name  # noqa: E402
 from trainctl.config.yamlio import Tagged, load_yaml_file  # noqa: E402
 
 OUT = ROOT / "src" / "trainctl" / "config" / "ppdet_schema.json"
 DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference" / "paddledet-2.6-configs"
 BUNDLED = ROOT / "src" / "trainctl" / "configs"
-
-
-def type_name(value) -> str | None:
-    """The schema's name for a value's type; None when it says nothing (None, objects)."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, (list, tuple)):
-        return "list"
-    if isinstance(value, dict):
-        return "dict"
-    return None
 
 
 def describe_class(cls) -> dict:

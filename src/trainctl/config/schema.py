@@ -51,6 +51,14 @@ def class_accepts_kwargs(name: str) -> bool:
     return bool(entry and entry.get("kwargs"))
 
 
+def type_name(value: Any) -> str | None:
+    """The schema's name for a value's type (bool, int, float, str, list, dict); None for others."""
+    for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"), ((list, tuple), "list"), (dict, "dict")):
+        if isinstance(value, kind):
+            return name
+    return None
+
+
 # trainctl's own section of a config (ppdet ignores it): key -> type name
 TRAINCTL_SECTION = "trainctl"
 TRAINCTL_KEYS = {"ref_gpus": "int"}

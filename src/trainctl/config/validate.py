@@ -36,21 +36,9 @@ def _did_you_mean(wrong: str, candidates: Iterable[str]) -> str:
 
 
 def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "dict"
     if isinstance(value, Tagged):
         return "!" + value.tag
-    return type(value).__name__
+    return schema.type_name(value) or type(value).__name__
 
 
 # expected type -> kinds of values that are certainly wrong for it. Top-level types come
