@@ -165,7 +165,7 @@ def choose_devices(
     if device not in ("auto", "cpu", "gpu"):
         raise UserError(f"--device {device!r} is not one of cpu, gpu, auto")
     if nproc is not None and nproc < 1:
-        raise UserError(f"--nproc {nproc} must be at least 1")
+        raise UserError(f"--nproc {nproc} must be at least 1", hint="e.g. --nproc 2 for two CPU workers")
     ids = parse_gpu_ids(gpus) if gpus is not None else None
     warnings: list[str] = []
 

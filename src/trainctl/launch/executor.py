@@ -52,6 +52,7 @@ class ExecResult:
     failed_log: str | None = None
     log_tail: list[str] = field(default_factory=list)
     leftovers_killed: list[int] = field(default_factory=list)
+    worker_error: str | None = None  # the failed worker's own `trainctl: error:` line, without the prefix
     note: str | None = None
 
     def failure_dict(self) -> dict | None:
@@ -121,6 +122,74 @@ def _reap(pids: list[int]) -> None:
             pass
 
 
+WORKER_ERROR_PREFIX = "trainctl: error: "
+
+
+def _worker_error(lines) -> str | None:
+    """The last one-line error a worker printed (trainctl.output.error), without the prefix."""
+    found = None
+    for line in lines:
+        if line.startswith(WORKER_ERROR_PREFIX):
+            found = line[len(WORKER_ERROR_PREFIX):].strip()
+    return found
+
+
+# files paddle.distributed.launch (2.6, 3.3) writes into --log_dir with the whole environment:
+# envlog.N and backup_env.N.json when it starts the workers, <job>.<pod>.log (str(os.environ))
+_ENV_DUMPS = ("envlog.", "backup_env.")
+
+
+def _secret_values(env: dict[str, str]) -> list[bytes]:
+    values = {v for k, v in env.items() if envutil.is_secret(k) and len(v) >= 4}
+    return sorted((v.encode() for v in values), key=len, reverse=True)
+
+
+def scrub_secrets(log_dir: Path, secrets: list[bytes], only_env_dumps: bool = False) -> list[str]:
+    """Replace secret values in the files of log_dir with ***; returns the files changed.
+
+    During the run only paddle's environment dumps are rewritten (the workers append
+    to their logs, which a rename would cut off); at the end every file is.
+    """
+    changed = []
+    if not secrets:
+        return changed
+    for path in sorted(log_dir.rglob("*")):
+        if not path.is_file() or (only_env_dumps and not path.name.startswith(_ENV_DUMPS)):
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        clean = data
+        for secret in secrets:
+            clean = clean.replace(secret, envutil.MASK.encode())
+        if clean != data:
+            from trainctl.fsutil import atomic_write_bytes
+
+            atomic_write_bytes(path, clean)
+            changed.append(str(path))
+    return changed
+
+
+def _scrub_when_written(log_dir: Path, secrets: list[bytes], stop: threading.Event, seconds: float = 120) -> None:
+    """Scrub paddle's environment dumps as soon as they appear (they are written once, at start)."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and time.monotonic() < deadline:
+        if any(p.name.startswith(_ENV_DUMPS) for p in log_dir.rglob("*")):
+            stop.wait(1.0)  # let the launcher finish writing them
+            scrub_secrets(log_dir, secrets, only_env_dumps=True)
+            return
+        stop.wait(0.5)
+
+
+def _parent_death_signal() -> None:
+    """In the child before exec: SIGTERM it when trainctl dies, even by SIGKILL (Linux prctl)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
     try:
         with open(path, "rb") as f:
@@ -131,6 +200,13 @@ def _tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
     except OSError:
         return []
     return text.splitlines()[-lines:]
+
+
+def _parent_pid(entry: Path) -> int | None:
+    try:
+        return int((entry / "stat").read_text().rsplit(")", 1)[-1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class _WorkerWatch(threading.Thread):
@@ -144,8 +220,9 @@ class _WorkerWatch(threading.Thread):
     PADDLE_LOCAL_RANK paddle gives each of them.
     """
 
-    def __init__(self, run_id: str, expected: int, interval: float = 0.2):
+    def __init__(self, run_id: str, expected: int, interval: float = 0.2, parent: int | None = None):
         super().__init__(daemon=True)
+        self.parent = parent  # the launcher: workers are its direct children
         self.needle = f"{RUN_ID_VAR}={run_id}".encode()
         self.expected, self.interval = expected, interval
         self.pids: dict[int, int] = {}  # local rank -> pid
@@ -161,6 +238,8 @@ class _WorkerWatch(threading.Thread):
             except OSError:
                 continue
             if self.needle not in environ:
+                continue
+            if self.parent is not None and _parent_pid(entry) != self.parent:
                 continue
             for item in environ:
                 if item.startswith(b"PADDLE_LOCAL_RANK="):
@@ -188,17 +267,25 @@ class _WorkerWatch(threading.Thread):
             if len(self.pids) < self.expected:
                 self._halt.wait(self.interval)
                 continue  # until every worker is known, "first to exit" would mean nothing
+            now = time.monotonic()  # one time per scan: exits found in the same scan are a tie
             for rank, pid in self.pids.items():
                 if rank not in done and self._gone(pid):
                     done.add(rank)
-                    self.exits.append((time.monotonic(), rank))
+                    self.exits.append((now, rank))
             self._halt.wait(self.interval)
 
     def stop(self) -> None:
         self._halt.set()
 
-    def first_exit(self) -> int | None:
-        return self.exits[0][1] if self.exits else None
+    def first_exit(self, reported: dict[int, int] | None = None) -> int | None:
+        """The worker that stopped first; a tie within one scan goes to a rank the launcher reported
+        (a killed worker and the peer the launcher then stopped can fall into the same 0.2 s)."""
+        if not self.exits:
+            return None
+        first_time = self.exits[0][0]
+        tied = [rank for t, rank in self.exits if t == first_time]
+        preferred = [rank for rank in tied if reported and rank in reported]
+        return min(preferred) if preferred else tied[0]
 
 
 class _Pump(threading.Thread):
@@ -212,11 +299,13 @@ class _Pump(threading.Thread):
 
     def run(self) -> None:
         for raw in iter(self.stream.readline, b""):
-            try:
-                self.sink.write(raw)
-                self.sink.flush()
-            except (OSError, ValueError):
-                pass
+            # a worker's one-line error is not output: trainctl reports it on stderr (flow.launch)
+            if not raw.startswith(WORKER_ERROR_PREFIX.encode()):
+                try:
+                    self.sink.write(raw)
+                    self.sink.flush()
+                except (OSError, ValueError):
+                    pass
             if self.log_file:
                 try:
                     self.log_file.write(raw)
@@ -250,7 +339,8 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
     log_file = open(log_path, "ab")
     try:
         child = subprocess.Popen(node.argv, cwd=node.cwd, env=env, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                 preexec_fn=_parent_death_signal)
     except OSError as exc:
         log_file.close()
         from trainctl.errors import RuntimeFailure
@@ -268,9 +358,13 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
         if threading.current_thread() is threading.main_thread() else {}
     pump = _Pump(child.stdout, sink, log_file)
     pump.start()
+    secrets = _secret_values(env)
+    scrub_stop = threading.Event()
+    if secrets and not direct:
+        threading.Thread(target=_scrub_when_written, args=(log_dir, secrets, scrub_stop), daemon=True).start()
     watch = None
     if not direct:
-        watch = _WorkerWatch(run_id, plan.device.nproc_per_node)
+        watch = _WorkerWatch(run_id, plan.device.nproc_per_node, parent=child.pid)
         watch.start()
     try:
         while True:
@@ -298,6 +392,8 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
             watch.join(timeout=2)
         killed = kill_leftovers(run_id)
         log_file.close()
+        scrub_stop.set()
+        scrub_secrets(log_dir, secrets)
 
     result = ExecResult(exit_code=code, status="done" if code == 0 else "failed", leftovers_killed=killed)
     if received:
@@ -309,9 +405,10 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
         result.failed_rank, result.failed_local_rank, result.failed_code = 0, 0, code
         result.failed_log = str(Path(node.log_dir) / "workerlog.0")
         result.log_tail = list(pump.tail)[-TAIL_LINES:]
+        result.worker_error = _worker_error(pump.tail)
         return result
     reported = {local: code for local, _, code, _ in pump.failures}
-    first = watch.first_exit() if watch is not None else None
+    first = watch.first_exit(reported) if watch is not None else None
     local = None
     if first is not None and (reported or plan.nnodes == 1):
         local = first  # the worker that stopped first is the cause; the others followed it
@@ -323,6 +420,7 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
         result.failed_rank = plan.node_rank * plan.device.nproc_per_node + local
         result.failed_log = str(Path(node.log_dir) / f"workerlog.{local}")
         result.log_tail = _tail(log_dir / f"workerlog.{local}")
+        result.worker_error = _worker_error(result.log_tail)
         if reported and local not in reported:
             others = ", ".join(f"local rank {r} (code {c})" for r, c in sorted(reported.items()))
             result.note = f"it stopped first; the launcher then reported {others}"

@@ -64,6 +64,7 @@ def prepare(task: str, topts: TaskOptions, lopts: LaunchOptions, ctx: PlanContex
         why = "CPU" if not use_gpu else "world size 1"
         rc.set("norm_type", "bn", source=f"trainctl: sync_bn needs several GPUs ({why})")
     if task == "train":
+        _check_epoch(rc)
         report = lrscale.compute(rc.data, plan.world_size, lopts.lr_scale, lopts.ref_gpus)
         lrscale.apply(report, lambda key, value, source: rc.set(key, value, source=source))
         plan.lr = report
@@ -72,6 +73,14 @@ def prepare(task: str, topts: TaskOptions, lopts: LaunchOptions, ctx: PlanContex
 
     _checks(task, rc, topts, plan, dry)
     return rc, plan
+
+
+def _check_epoch(rc) -> None:
+    epoch = rc.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+        where = rc.source_of("epoch") or "the config"
+        raise UserError(f"epoch is {epoch!r} (set by {where}); the number of epochs must be a positive integer",
+                        hint="set it with -o epoch=N")
 
 
 def _check(dry: bool, plan: Plan, func, *args):
@@ -104,7 +113,8 @@ def _checks(task: str, rc, topts: TaskOptions, plan: Plan, dry: bool) -> None:
                     output.info(f"writing the sample dataset to {spec.dataset_dir} (--sample-data)")
                     write_sample_dataset(spec.dataset_dir)
     if not topts.no_data_check:
-        _check(dry, plan, check.quick_check, rc, tasks)
+        # a real launch also parses annotations and image headers (what would crash or hang the workers)
+        _check(dry, plan, check.quick_check if dry else check.launch_check, rc, tasks)
 
     if task == "train" and not topts.resume:
         value = rc.get("pretrain_weights")
@@ -160,8 +170,9 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     from trainctl.runrecord import RunRecord
 
     node = plan.local_node
-    run_dir = Path(node.cwd) / plan.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    from trainctl.fsutil import ensure_writable_dir
+
+    run_dir = ensure_writable_dir(Path(node.cwd) / plan.run_dir, "--output")
     config_path = str(Path(plan.run_dir) / CONFIG_FILE)
     atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(rc.data))
     Job(task=task, config=config_path, run_dir=plan.run_dir, device=plan.device.kind,
@@ -196,9 +207,14 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     if result.status == "interrupted":
         output.error(message)
         return result.exit_code
-    if plan.launcher == "direct" and result.exit_code == 2:
-        # the worker already printed its one-line user error
+    if result.worker_error and (result.failed_code == 2 or (plan.launcher == "direct" and result.exit_code == 2)):
+        # a user error the worker found (bad data, weights of another model): its one line, exit 2
+        output.error(result.worker_error)
         return 2
+    if result.worker_error and result.failed_code is not None and result.failed_code > 0:
+        # the worker said why it failed (e.g. the disk is full): that line names the cause
+        text = result.worker_error.removeprefix("worker failed: ")
+        raise RuntimeFailure(f"worker rank {result.failed_rank} failed: {text} (log: {result.failed_log})")
     if result.log_tail and plan.launcher != "direct":
         output.error(f"last lines of {result.failed_log or 'the launcher output'}:")
         for line in result.log_tail:

@@ -128,7 +128,8 @@ def compute(
     else:
         ref_gpus, source = DEFAULT_REF_GPUS, "default"
     if not isinstance(ref_gpus, int) or isinstance(ref_gpus, bool) or ref_gpus < 1:
-        raise UserError(f"reference GPU count {ref_gpus!r} ({source}) must be a positive integer")
+        raise UserError(f"reference GPU count {ref_gpus!r} ({source}) must be a positive integer",
+                        hint="e.g. --ref-gpus 8, the GPU count the config's LR was tuned for")
 
     base_lr = _get(data, "LearningRate.base_lr")
     if not isinstance(base_lr, (int, float)) or isinstance(base_lr, bool):

@@ -280,7 +280,8 @@ def load_user_preset(path: str) -> tuple[str, str | None, dict[str, str | None]]
     try:
         data = yaml.safe_load(file.read_text())
     except OSError as exc:
-        raise UserError(f"--net {path}: cannot read the preset file ({exc.strerror})") from exc
+        raise UserError(f"--net {path}: cannot read the preset file ({exc.strerror})",
+                        hint="check the path, or use a named preset: auto, nccl, tcp, rdma, gpudirect, gloo") from exc
     except yaml.YAMLError as exc:
         raise UserError(f"--net {path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
