@@ -80,6 +80,8 @@ class Suite:
         self.check_images = 4 if self.quick else 8
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_", "FLAGS_"))}
         self.env["PYTHONUNBUFFERED"] = "1"  # what trainctl sets for its workers; the baselines get it too
+        # a user's Python caches bytecode; without it every changed module is compiled on every start
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.results: dict = {"cases": {}, "notes": []}
         self._train_runs: dict[str, list[harness.TimedRun]] = {}
 
