@@ -208,6 +208,13 @@ def plan_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train"
 
 
 def plan_json(plan: FanoutPlan) -> str:
+    """--dry-run=json; secret-looking values are masked (in what is printed, not in what runs)."""
+    from trainctl.launch.envutil import mask_secrets
+    from trainctl.launch.ssh import mask_argv, masked_command
+
+    def shown(n) -> str:
+        return masked_command(n.workdir, dict(n.env), n.argv, plan.python, plan.grace)
+
     return json.dumps(
         {
             "kind": "ssh-fanout",
@@ -218,10 +225,10 @@ def plan_json(plan: FanoutPlan) -> str:
                     "rank": n.rank,
                     "addr": n.addr,
                     "workdir": n.workdir,
-                    "env": dict(n.env),
-                    "argv": list(n.argv),
-                    "remote_command": n.command(plan.python, plan.grace),
-                    "ssh_argv": n.ssh_argv(plan.settings, plan.python, plan.grace),
+                    "env": mask_secrets(dict(n.env)),
+                    "argv": mask_argv(n.argv),
+                    "remote_command": shown(n),
+                    "ssh_argv": plan.settings.argv(n.host) + [shown(n)],
                 }
                 for n in plan.nodes
             ],

@@ -95,6 +95,24 @@ def remote_command(workdir: str, env: dict[str, str], argv: Sequence[str], pytho
     return f"cd {shlex.quote(workdir)} && " + " ".join(shlex.quote(w) for w in words)
 
 
+def mask_argv(argv: Sequence[str]) -> list[str]:
+    """`KEY=VALUE` arguments with a secret-looking key (`--env API_TOKEN=...`, `-o x.password=...`) masked."""
+    from trainctl.launch.envutil import MASK, is_secret
+
+    shown = []
+    for item in argv:
+        key, sep, value = item.partition("=")
+        shown.append(f"{key}={MASK}" if sep and value and is_secret(key.split(".")[-1]) else item)
+    return shown
+
+
+def masked_command(workdir: str, env: dict[str, str], argv: Sequence[str], python: str, grace: float) -> str:
+    """remote_command as printed by dry runs: secret-looking values masked. What runs is never masked."""
+    from trainctl.launch.envutil import mask_secrets
+
+    return remote_command(workdir, mask_secrets(dict(env)), mask_argv(argv), python, grace)
+
+
 @dataclass(frozen=True)
 class RemoteNode:
     """What one host runs."""
@@ -131,7 +149,8 @@ class FanoutPlan:
         for node in self.nodes:
             lines.append("")
             lines.append(f"# {node.label} ({node.host.source})")
-            lines.append(shlex.join(node.ssh_argv(self.settings, self.python, self.grace)))
+            shown = masked_command(node.workdir, dict(node.env), node.argv, self.python, self.grace)
+            lines.append(shlex.join(self.settings.argv(node.host) + [shown]))
         return "\n".join(lines)
 
 
