@@ -173,3 +173,13 @@ def test_bundled_roadsign_accepts_the_documented_overrides():
     assert rc.get("snapshot_epoch") == 5 and rc.get("TrainReader.batch_size") == 4
     assert rc.get("LearningRate.schedulers.0").tag == "PiecewiseDecay"
     assert rc.overrides[-1] == "LearningRate.schedulers.0.gamma=0.2"
+
+
+def test_scientific_notation_is_a_number_but_quoted_text_stays_text():
+    from trainctl.config.resolve import parse_override
+
+    assert parse_override("LearningRate.base_lr=1e-3") == (["LearningRate", "base_lr"], 0.001)
+    assert parse_override("LearningRate.base_lr=5E-4")[1] == 0.0005
+    assert parse_override("LearningRate.base_lr=-2.5e+2")[1] == -250.0
+    assert parse_override("name='1e-3'")[1] == "1e-3"
+    assert parse_override("name=1e")[1] == "1e"

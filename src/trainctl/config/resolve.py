@@ -11,6 +11,7 @@ scalars, tagged values) is replaced whole. `filename` is set to the top file's s
 from __future__ import annotations
 
 import difflib
+import re
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -311,7 +312,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key:
         raise UserError(f"override {text!r} has no key", hint="write -o key=value, e.g. -o TrainReader.batch_size=4")
     value = load_yaml_text(raw, origin=f"-o {text}")
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(raw.strip()):
+        # PyYAML (YAML 1.1) reads 1e-3 as text; on a command line it means the number
+        value = float(raw)
     return split_path(key), value
+
+
+_SCIENTIFIC = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+")
 
 
 _NUMBER_OR_BOOL = (bool, int, float)
