@@ -10,7 +10,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import traceback
 
 import click
 
@@ -30,6 +29,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "board": ("trainctl.cli.board", "board", "Open VisualDL on one or several runs."),
     "slurm-script": ("trainctl.cli.slurm", "slurm_script", "Print an sbatch script for a Slurm cluster."),
 }
+
+
+def _print_traceback() -> None:
+    import traceback  # only with --debug
+
+    traceback.print_exc()
 
 
 def _debug_enabled() -> bool:
@@ -102,12 +107,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         # usage errors (unknown flag or command, bad choice, missing option): one line, exit 2
         if _debug_enabled():
-            traceback.print_exc()
+            _print_traceback()
         output.error(_usage_line(exc))
         sys.exit(exc.exit_code)
     except TrainctlError as exc:
         if _debug_enabled():
-            traceback.print_exc()
+            _print_traceback()
         output.error(exc.one_line())
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:  # a bug in trainctl: still one line unless --debug
         if _debug_enabled():
-            traceback.print_exc()
+            _print_traceback()
         output.error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
         sys.exit(1)
-    sys.exit(0)
+    sys.exit(result if isinstance(result, int) else 0)

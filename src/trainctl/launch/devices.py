@@ -15,7 +15,6 @@ is the fallback when the file cannot be read.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import re
 import sys
@@ -70,6 +69,8 @@ def detect_paddle_build() -> PaddleBuild:
     if cuda in (None, "", "False", "None"):
         cuda = None
     if not fields:  # unreadable: fall back to the distribution name
+        import importlib.metadata  # only on this fallback path: it costs ~25 ms at start-up
+
         for dist in ("paddlepaddle-gpu", "paddlepaddle"):
             try:
                 version = importlib.metadata.version(dist)
