@@ -91,25 +91,30 @@ def ppdet_classes() -> tuple[dict, dict, str]:
     return components, serializable, getattr(ppdet, "__version__", "unknown")
 
 
-def config_keys(folders: list[Path], components: dict) -> tuple[dict, dict]:
-    """Top-level keys (with their value type when all configs agree) and reader-like child keys."""
-    top_types: dict[str, set] = {}
-    children: dict[str, set] = {}
+def config_mappings(folders: list[Path]):
+    """Each config file under the folders that parses to a mapping (the others are skipped)."""
     for folder in folders:
         for path in sorted(folder.rglob("*.yml")):
             try:
                 data = load_yaml_file(path)
             except Exception:
                 continue
-            if not isinstance(data, dict):
+            if isinstance(data, dict):
+                yield data
+
+
+def config_keys(folders: list[Path], components: dict) -> tuple[dict, dict]:
+    """Top-level keys (with their value type when all configs agree) and reader-like child keys."""
+    top_types: dict[str, set] = {}
+    children: dict[str, set] = {}
+    for data in config_mappings(folders):
+        for key, value in data.items():
+            if key == "_BASE_" or not isinstance(key, str):
                 continue
-            for key, value in data.items():
-                if key == "_BASE_" or not isinstance(key, str):
-                    continue
-                kind = f"!{value.tag}" if isinstance(value, Tagged) else type_name(value)
-                top_types.setdefault(key, set()).add(kind)
-                if isinstance(value, dict):
-                    children.setdefault(key, set()).update(k for k in value if isinstance(k, str))
+            kind = f"!{value.tag}" if isinstance(value, Tagged) else type_name(value)
+            top_types.setdefault(key, set()).add(kind)
+            if isinstance(value, dict):
+                children.setdefault(key, set()).update(k for k in value if isinstance(k, str))
     top_level = {}
     for key, kinds in sorted(top_types.items()):
         kinds.discard(None)
@@ -154,18 +159,11 @@ def observed_arg_types(folders: list[Path], components: dict, serializable: dict
                     note(str(op), op_args)
                 walk(keys, item)
 
-    for folder in folders:
-        for path in sorted(folder.rglob("*.yml")):
-            try:
-                data = load_yaml_file(path)
-            except Exception:
-                continue
-            if not isinstance(data, dict):
-                continue
-            for key, value in data.items():
-                if key in components:
-                    note(key, value)
-                walk((key,), value)
+    for data in config_mappings(folders):
+        for key, value in data.items():
+            if key in components:
+                note(key, value)
+            walk((key,), value)
     for table in (components, serializable):
         for class_name, entry in table.items():
             extra = {}
