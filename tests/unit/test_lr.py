@@ -65,14 +65,21 @@ def test_missing_keys_are_user_errors():
         lr.compute({"TrainReader": {"batch_size": 2}}, 1)
     with pytest.raises(UserError, match="batch_size"):
         lr.compute({"LearningRate": {"base_lr": 0.1}}, 1)
+    with pytest.raises(UserError, match=r"batch_size is 0 \(set by -o TrainReader.batch_size=0\)") as err:
+        lr.compute(config(batch=0), 1, source_of=lambda key: "-o TrainReader.batch_size=0")
+    assert "-o TrainReader.batch_size=N" in err.value.one_line()
+    with pytest.raises(UserError, match="positive integer"):
+        lr.compute(config(batch="8"), 1)
     with pytest.raises(UserError, match="lr-scale"):
         lr.compute(config(), 1, "cubic")
 
 
 def test_report_lines():
     text = "\n".join(lr.compute(config(base_lr=0.001, batch=8, warmup={"steps": 100}), 2).lines())
-    assert "8 × 8 = 64" in text and "2 × 8 = 16" in text and "0.25" in text
-    assert "0.001 -> 0.00025" in text and "100 -> 400" in text
+    assert "8 GPUs × 8 images = 64" in text and "2 processes × 8 images = 16" in text
+    assert "0.25 = 16/64" in text and "0.001 -> 0.00025" in text and "100 -> 400" in text
+    one = "\n".join(lr.compute(config(batch=2, ref=1), 1).lines())
+    assert "reference: 1 GPU," in one and "1 GPU × 2 images = 2" in one and "1 process × 2 images" in one
 
 
 def test_apply_records_provenance_in_resolved_config():

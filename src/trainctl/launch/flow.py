@@ -65,7 +65,8 @@ def prepare(task: str, topts: TaskOptions, lopts: LaunchOptions, ctx: PlanContex
         rc.set("norm_type", "bn", source=f"trainctl: sync_bn needs several GPUs ({why})")
     if task == "train":
         _check_epoch(rc)
-        report = lrscale.compute(rc.data, plan.world_size, lopts.lr_scale, lopts.ref_gpus)
+        # reference: the config files' batch_size (before -o); actual: world size × this run's batch_size
+        report = lrscale.compute_for(rc, plan.world_size, lopts.lr_scale, lopts.ref_gpus)
         lrscale.apply(report, lambda key, value, source: rc.set(key, value, source=source))
         plan.lr = report
         if topts.no_pretrained and rc.get("pretrain_weights"):
