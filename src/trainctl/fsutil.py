@@ -14,11 +14,13 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_target(path: str | os.PathLike, mode: int = 0o644, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_target(path: str | os.PathLike, mode: int = 0o644, suffix: str = ".tmp", fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path` for the caller to write (by any means).
 
     When the block ends normally the file is fsynced, given `mode` and renamed over
     `path`; when it raises, the temporary file is removed and `path` is untouched.
+    fsync=False skips the file and directory fsyncs (still never half-written, but
+    may be lost in a power cut): for derived output that is cheap to make again.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -26,8 +28,9 @@ def atomic_target(path: str | os.PathLike, mode: int = 0o644, suffix: str = ".tm
     os.close(fd)
     try:
         yield Path(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        if fsync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -36,11 +39,12 @@ def atomic_target(path: str | os.PathLike, mode: int = 0o644, suffix: str = ".tm
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    if fsync:
+        _fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
-    with atomic_target(path, mode) as tmp:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644, fsync: bool = True) -> None:
+    with atomic_target(path, mode, fsync=fsync) as tmp:
         tmp.write_bytes(data)
 
 

@@ -125,15 +125,13 @@ def gpu_memory_mb(pid: int | None = None) -> float | None:
 
 
 def _mkldnn(model) -> tuple[bool | None, str]:
-    """Whether the predictor runs with MKLDNN (oneDNN), and where that was read."""
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "mkldnn_enabled"):
-        return bool(config.mkldnn_enabled()), "predictor config"
-    # ExportedModel keeps no handle on its inference.Config and never calls
-    # enable_mkldnn/disable_mkldnn, so the predictor has paddle's default.
-    from paddle import inference
-
-    return bool(inference.Config().mkldnn_enabled()), "paddle default (ExportedModel does not change it)"
+    """Whether the predictor runs with MKLDNN (oneDNN), read back from its config, and why."""
+    enabled = model.onednn_enabled()
+    if enabled:
+        return True, "predictor config: enabled by trainctl (default; --no-onednn turns it off)"
+    if model.onednn_requested:
+        return False, "predictor config: off although requested (this paddle build has no oneDNN)"
+    return False, "predictor config: disabled by --no-onednn"
 
 
 def environment(model, threads: int, use_gpu: bool) -> dict:
@@ -144,10 +142,9 @@ def environment(model, threads: int, use_gpu: bool) -> dict:
     except AttributeError:
         commit = None
     mkldnn, mkldnn_source = (None, "not used on GPU") if use_gpu else _mkldnn(model)
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:
-        available = os.cpu_count()
+    from trainctl.runner.predict import usable_cpus
+
+    available = usable_cpus()
     return {
         "paddle_version": paddle.__version__,
         "paddle_commit": commit,
@@ -170,27 +167,15 @@ def environment(model, threads: int, use_gpu: bool) -> dict:
 
 
 def stack_inputs(inputs: list[dict]) -> dict:
-    """One batch from single-image inputs; images of different sizes are zero-padded to the largest."""
-    import numpy as np
+    """One batch from single-image inputs, as `trainctl infer --batch-size` stacks it (predict.stack_batch)."""
+    from trainctl.runner.predict import stack_batch
 
-    if len(inputs) == 1:
-        return inputs[0]
-    images = [x["image"] for x in inputs]
-    h = max(im.shape[2] for im in images)
-    w = max(im.shape[3] for im in images)
-    batch = np.zeros((len(images), images[0].shape[1], h, w), dtype=np.float32)
-    for i, im in enumerate(images):
-        batch[i, :, : im.shape[2], : im.shape[3]] = im[0]
-    out = {"image": batch}
-    for key in inputs[0]:
-        if key != "image":
-            out[key] = np.concatenate([x[key] for x in inputs], axis=0)
-    return out
+    return stack_batch(inputs)
 
 
 def time_batch(model, paths: list[str], threshold: float) -> tuple[dict, list, tuple]:
     """Run one batch through the three stages; returns (seconds per stage, detections, input shape)."""
-    from trainctl.runner.predict import rows_to_detections
+    from trainctl.runner.predict import rows_to_detections, split_rows
 
     t0 = time.perf_counter()
     inputs = stack_inputs([model.preprocess(model.read_rgb(p)) for p in paths])
@@ -198,17 +183,15 @@ def time_batch(model, paths: list[str], threshold: float) -> tuple[dict, list, t
     rows, counts = model.run(inputs)
     t2 = time.perf_counter()
     detections = []
-    start = 0
-    for path, n in zip(paths, counts):
-        n = int(n)
-        detections += rows_to_detections(path, rows[start : start + n], model.labels, threshold)
-        start += n
+    for path, image_rows in zip(paths, split_rows(rows, counts, len(paths))):
+        detections += rows_to_detections(path, image_rows, model.labels, threshold)
     t3 = time.perf_counter()
     return {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}, detections, tuple(inputs["image"].shape)
 
 
 def run_benchmark(model_dir: str, image_dir: str | None = None, batch_size: int = 1, threads: int = 2, warmup: int = 2,
-                  repeats: int = 3, threshold: float = 0.5, use_gpu: bool | None = None, img: str | None = None) -> dict:
+                  repeats: int = 3, threshold: float = 0.5, use_gpu: bool | None = None, img: str | None = None,
+                  onednn: bool = True) -> dict:
     """Benchmark an exported model on the images of image_dir (or one image, img); returns the report (docs/runs.md)."""
     from trainctl.runner import predict, session
     from trainctl.runner.compat import quiet_ppdet_warnings
@@ -220,7 +203,7 @@ def run_benchmark(model_dir: str, image_dir: str | None = None, batch_size: int 
     rss_before = rss_mb()
     if use_gpu is None:
         use_gpu = session.cuda_available()
-    model = predict.ExportedModel(model_dir, threads=threads, use_gpu=use_gpu)
+    model = predict.ExportedModel(model_dir, threads=threads, use_gpu=use_gpu, onednn=onednn)
     rss_loaded = rss_mb()
     batches = batches_of(images, batch_size)
 
@@ -332,18 +315,19 @@ DEFAULTS = {"batch_size": 1, "warmup": 2, "repeats": 3}
 
 
 def from_cli(config: str | None, model_dir: str | None, img: str | None, directory: str | None, threshold: float,
-             threads: int, benchmark: bool, batch_size: int | None, warmup: int | None, repeats: int | None,
-             as_json: bool) -> bool:
+             threads: int | None, benchmark: bool, batch_size: int | None, warmup: int | None, repeats: int | None,
+             as_json: bool, onednn: bool = True) -> bool:
     """`trainctl infer`'s benchmark flags: run and print the benchmark and return True, or return False.
 
-    The benchmark options without --benchmark are a user error rather than
-    silently ignored.
+    The benchmark-only options without --benchmark are a user error rather than
+    silently ignored (--batch-size and --threads apply to plain infer too).
     """
     import json
 
     from trainctl import output
+    from trainctl.runner.predict import usable_cpus
 
-    given = {name: value for name, value in (("--batch-size", batch_size), ("--warmup", warmup), ("--repeats", repeats),
+    given = {name: value for name, value in (("--warmup", warmup), ("--repeats", repeats),
                                             ("--json", as_json or None)) if value is not None}
     if not benchmark:
         if given:
@@ -353,12 +337,13 @@ def from_cli(config: str | None, model_dir: str | None, img: str | None, directo
         raise UserError("--benchmark measures an exported model", hint="pass --model-dir DIR (made by `trainctl export`), not -c")
     if not 0.0 <= threshold <= 1.0:
         raise UserError(f"--threshold {threshold} is not between 0 and 1")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if cores and threads > cores:
+    cores = usable_cpus()
+    threads = threads or cores
+    if threads > cores:
         output.warn(f"--threads {threads} is more than the {cores} cores this process may use; expect slower, noisier times")
     report = run_benchmark(model_dir, directory, img=img, threshold=threshold, threads=threads,
                            batch_size=DEFAULTS["batch_size"] if batch_size is None else batch_size,
                            warmup=DEFAULTS["warmup"] if warmup is None else warmup,
-                           repeats=DEFAULTS["repeats"] if repeats is None else repeats)
+                           repeats=DEFAULTS["repeats"] if repeats is None else repeats, onednn=onednn)
     output.echo(json.dumps(report, indent=2) if as_json else format_report(report))
     return True

@@ -111,15 +111,10 @@ def _export_here(flat_config: str, weights: str | None, output_dir: str) -> dict
 def run_export(config: str, overrides: list[str] | tuple[str, ...], weights: str | None, output_dir: str | None) -> dict:
     """`trainctl export`: resolve the config, check the weights (before paddle), export."""
     from trainctl.runner import compat, session
-    from trainctl.weights import resolve_weights
 
     compat.export_env()  # first: nothing below may import paddle before this
     with tempfile.TemporaryDirectory(prefix="trainctl-export-") as tmp:
-        flat, rc = session.write_flat_config(config, overrides, tmp)
-        weights = weights or rc.get("weights")
-        if not weights:
-            raise UserError("no weights to export", hint="pass --weights PATH (e.g. output/<config>/model_final)")
-        weights = resolve_weights(weights, "weights")
+        flat, rc, weights = session.flat_config_and_weights(config, overrides, weights, tmp, "to export")
         output_dir = output_dir or os.path.join("output_inference", rc.name)
         from trainctl.fsutil import ensure_writable_dir
 

@@ -7,11 +7,20 @@
   path must not need ppdet).
 
 Both give rows [class, score, x1, y1, x2, y2] in original-image pixels; both
-write annotated images and `detections.json`:
+write `detections.json` and (unless --no-save-images) annotated images:
 
     {"source": ..., "threshold": 0.5, "labels": [...], "images": [...],
      "detections": [{"file": ..., "class_id": 0, "class": "stop", "score": 0.9,
                      "box": [x1, y1, x2, y2]}, ...]}
+
+Batches (--batch-size N): the exported path stacks N preprocessed images into
+one predictor run (`stack_batch`, zero-padding to the batch's largest H and W,
+as PaddleDetection's deploy code does) and splits the output rows per image by
+the model's bbox_num (`split_rows`); the dynamic path sets TestReader.batch_size.
+Padding is harmless for heads that decode boxes in pixels, but YOLOv3's
+yolo_box decodes relative to the input grid, so a padded image's boxes would
+be stretched (measured: x scaled by padded/true width); for arch YOLO, images
+of different shapes in one batch run as separate same-shape runs instead.
 """
 
 from __future__ import annotations
@@ -22,10 +31,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from trainctl.errors import UserError
+from trainctl.errors import RuntimeFailure, UserError
 from trainctl.fsutil import atomic_write_bytes, atomic_write_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+GRID_RELATIVE_ARCHS = ("YOLO",)  # infer_cfg.yml `arch` values whose boxes padding would stretch
 RESULT_FILE = "detections.json"
 
 
@@ -70,41 +80,19 @@ def rows_to_detections(file: str, rows, labels: list[str], threshold: float) -> 
     return out
 
 
-def write_results(source: str, images: list[str], detections: list[Detection], labels: list[str], threshold: float, output_dir: str) -> str:
-    """Annotated copies of the images plus detections.json in output_dir; returns the JSON path."""
+def draw_detections(bgr, detections: list[Detection]) -> None:
+    """Boxes and "class score" labels drawn into a BGR image, in place."""
     import cv2
 
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    by_file: dict[str, list[Detection]] = {}
     for d in detections:
-        by_file.setdefault(d.file, []).append(d)
-    for image in images:
-        im = cv2.imread(image)
-        if im is None:
-            continue
-        for d in by_file.get(image, []):
-            x1, y1, x2, y2 = (int(round(v)) for v in d.box)
-            color = _color(d.class_id)
-            cv2.rectangle(im, (x1, y1), (x2, y2), color, 2)
-            text = f"{d.name} {d.score:.2f}"
-            (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
-            ty = max(th + 2, y1)
-            cv2.rectangle(im, (x1, ty - th - 3), (x1 + tw + 2, ty), color, -1)
-            cv2.putText(im, text, (x1 + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-        ok, encoded = cv2.imencode(Path(image).suffix or ".png", im)
-        if ok:
-            atomic_write_bytes(out / Path(image).name, encoded.tobytes())
-    result = {
-        "source": source,
-        "threshold": threshold,
-        "labels": labels,
-        "images": images,
-        "detections": [d.to_json() for d in detections],
-    }
-    path = out / RESULT_FILE
-    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-    return str(path)
+        x1, y1, x2, y2 = (int(round(v)) for v in d.box)
+        color = _color(d.class_id)
+        cv2.rectangle(bgr, (x1, y1), (x2, y2), color, 2)
+        text = f"{d.name} {d.score:.2f}"
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+        ty = max(th + 2, y1)
+        cv2.rectangle(bgr, (x1, ty - th - 3), (x1 + tw + 2, ty), color, -1)
+        cv2.putText(bgr, text, (x1 + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def _color(class_id: int) -> tuple[int, int, int]:
@@ -112,10 +100,133 @@ def _color(class_id: int) -> tuple[int, int, int]:
     return palette[class_id % len(palette)]
 
 
+class ResultWriter:
+    """Writes an annotated copy of each image as soon as its detections are known, and detections.json last.
+
+    The annotated images are derived output (detections.json plus the input
+    reproduce them), so each is renamed into place atomically but not fsynced;
+    detections.json is the result and gets the full fsync. With
+    save_images=False only detections.json is written.
+    """
+
+    def __init__(self, output_dir: str, save_images: bool = True):
+        self.out = Path(output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.save_images = save_images
+
+    def image(self, path: str, detections: list[Detection], bgr=None) -> None:
+        """Annotate `path` (its decoded BGR pixels when the caller still has them; drawn on in place)."""
+        if not self.save_images:
+            return
+        import cv2
+
+        if bgr is None:
+            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+            if bgr is None:
+                return
+        draw_detections(bgr, detections)
+        ok, encoded = cv2.imencode(Path(path).suffix or ".png", bgr)
+        if ok:
+            atomic_write_bytes(self.out / Path(path).name, encoded.tobytes(), fsync=False)
+
+    def finish(self, source: str, images: list[str], detections: list[Detection], labels: list[str], threshold: float) -> str:
+        """Write detections.json; returns its path."""
+        result = {
+            "source": source,
+            "threshold": threshold,
+            "labels": labels,
+            "images": images,
+            "detections": [d.to_json() for d in detections],
+        }
+        path = self.out / RESULT_FILE
+        atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+        return str(path)
+
+
+# --------------------------------------------------------- batches (numpy only) ----
+
+
+def batches_of(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def stack_batch(inputs: list[dict]) -> dict:
+    """One predictor feed from single-image feeds (each with a leading batch axis of 1).
+
+    Images of different sizes (keep_ratio Resize) are zero-padded at the bottom
+    and right to the batch's largest H and W, as PaddleDetection's deploy code
+    pads; im_shape and scale_factor stay per image, so boxes still map back to
+    each original image.
+    """
+    import numpy as np
+
+    if len(inputs) == 1:
+        return inputs[0]
+    images = [x["image"] for x in inputs]
+    if len({im.shape[1:] for im in images}) == 1:
+        batch = np.concatenate(images, axis=0)
+    else:
+        h = max(im.shape[2] for im in images)
+        w = max(im.shape[3] for im in images)
+        batch = np.zeros((len(images), images[0].shape[1], h, w), dtype=images[0].dtype)
+        for i, im in enumerate(images):
+            batch[i, :, : im.shape[2], : im.shape[3]] = im[0]
+    out = {"image": batch}
+    for key in inputs[0]:
+        if key != "image":
+            out[key] = np.concatenate([x[key] for x in inputs], axis=0)
+    return out
+
+
+def runs_for_shapes(shapes: list[tuple], pad: bool) -> list[list[int]]:
+    """Which images (indices) go into one predictor run: all of them, or, when
+    padding would change the result and the shapes differ, one run per shape."""
+    if pad or len(set(shapes)) <= 1:
+        return [list(range(len(shapes)))]
+    groups: dict[tuple, list[int]] = {}
+    for i, shape in enumerate(shapes):
+        groups.setdefault(tuple(shape), []).append(i)
+    return list(groups.values())
+
+
+def split_rows(rows, counts, n_images: int) -> list:
+    """The output rows of one batch, per image: bbox_num[i] consecutive rows belong to image i.
+
+    A batch where nothing was found may come back as one placeholder row of
+    class -1 with a single count; that is no detection for any image.
+    """
+    counts = [int(c) for c in counts]
+    if len(counts) == n_images:
+        if sum(counts) > len(rows):
+            raise RuntimeFailure(f"the model reported {sum(counts)} boxes but returned {len(rows)}")
+        out, start = [], 0
+        for n in counts:
+            out.append(rows[start : start + n])
+            start += n
+        return out
+    if n_images == 1:
+        return [rows[: sum(counts)]]
+    if all(int(row[0]) < 0 for row in rows):
+        return [rows[:0] for _ in range(n_images)]
+    raise RuntimeFailure(
+        f"the model returned box counts for {len(counts)} images in a batch of {n_images}",
+        hint="this model does not batch; run with --batch-size 1",
+    )
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), else all the machine has."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 # --------------------------------------------------------- dynamic graph ----
 
 
-def predict_dynamic(flat_config: str, weights: str | None, images: list[str], threshold: float) -> tuple[list[Detection], list[str]]:
+def predict_dynamic(flat_config: str, weights: str | None, images: list[str], threshold: float,
+                    batch_size: int = 1) -> tuple[list[Detection], list[str]]:
     from trainctl.runner import session
     from trainctl.weights import resolve_weights
 
@@ -135,6 +246,7 @@ def predict_dynamic(flat_config: str, weights: str | None, images: list[str], th
     trainer = Trainer(cfg, mode="test")
     session.load_weights_strict(trainer.model, weights, cfg.architecture)
     trainer.dataset.set_images(images)
+    cfg["TestReader"]["batch_size"] = batch_size  # create() reads it from the global config
     loader = create("TestReader")(trainer.dataset, 0)
     imid2path = trainer.dataset.get_imid2path()
     trainer.model.eval()
@@ -142,13 +254,10 @@ def predict_dynamic(flat_config: str, weights: str | None, images: list[str], th
     with paddle.no_grad():
         for data in loader:
             outs = trainer.model(data)
-            bbox = outs["bbox"].numpy()
-            counts = outs["bbox_num"].numpy()
             ids = data["im_id"].numpy().reshape(-1)
-            start = 0
-            for im_id, n in zip(ids, counts):
-                detections += rows_to_detections(imid2path[int(im_id)], bbox[start : start + int(n)], labels, threshold)
-                start += int(n)
+            per_image = split_rows(outs["bbox"].numpy(), outs["bbox_num"].numpy().reshape(-1), len(ids))
+            for im_id, rows in zip(ids, per_image):
+                detections += rows_to_detections(imid2path[int(im_id)], rows, labels, threshold)
     return detections, labels
 
 
@@ -219,14 +328,25 @@ class Preprocessor:
         return {"image": np.ascontiguousarray(im[None].astype(np.float32)), "im_shape": im_shape[None], "scale_factor": scale[None]}
 
 
-class ExportedModel:
-    """Paddle Inference predictor over an exported model directory."""
 
-    def __init__(self, model_dir: str, threads: int = 2, use_gpu: bool = False):
+
+class ExportedModel:
+    """Paddle Inference predictor over an exported model directory.
+
+    On CPU, oneDNN is set explicitly (on unless onednn=False) rather than left
+    to paddle's default, and threads default to every CPU this process may use.
+    """
+
+    def __init__(self, model_dir: str, threads: int | None = None, use_gpu: bool = False, onednn: bool = True):
         self.model_dir = model_dir
         self.infer_cfg = load_infer_cfg(model_dir)
         self.labels = [str(x) for x in self.infer_cfg.get("label_list", [])]
         self.preprocess = Preprocessor(self.infer_cfg.get("Preprocess", []))
+        self.threads = max(1, threads or usable_cpus())
+        self.onednn_requested = onednn and not use_gpu
+        # YOLOv3-family heads (arch YOLO, the yolo_box op) decode boxes relative to the
+        # input's grid, so zero padding stretches them; pixel-based heads ignore padding
+        self.pads_safely = self.infer_cfg.get("arch") not in GRID_RELATIVE_ARCHS
         from paddle import inference
 
         config = inference.Config(os.path.join(model_dir, "model.pdmodel"), os.path.join(model_dir, "model.pdiparams"))
@@ -234,46 +354,91 @@ class ExportedModel:
             config.enable_use_gpu(200, 0)
         else:
             config.disable_gpu()
-            config.set_cpu_math_library_num_threads(max(1, threads))
+            config.set_cpu_math_library_num_threads(self.threads)
+            _switch_onednn(config, onednn)
         config.disable_glog_info()
         config.enable_memory_optim()
         config.switch_use_feed_fetch_ops(False)
+        self.config = config
         self.predictor = inference.create_predictor(config)
+        self._inputs = {name: self.predictor.get_input_handle(name) for name in self.predictor.get_input_names()}
+        self._outputs = [self.predictor.get_output_handle(name) for name in self.predictor.get_output_names()]
+
+    def onednn_enabled(self) -> bool:
+        """What the predictor's config says (not what was asked for)."""
+        query = getattr(self.config, "onednn_enabled", None) or self.config.mkldnn_enabled
+        return bool(query())
+
+    @staticmethod
+    def read_bgr(path: str):
+        import cv2
+
+        im = cv2.imread(path, cv2.IMREAD_COLOR)
+        if im is None:
+            raise UserError(f"cannot read image {path}", hint="the file is damaged or not an image")
+        return im
 
     @staticmethod
     def read_rgb(path: str):
         import cv2
 
-        im = cv2.imread(path, cv2.IMREAD_COLOR)
-        if im is None:
-            raise UserError(f"cannot read image {path}")
-        return cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
+        return cv2.cvtColor(ExportedModel.read_bgr(path), cv2.COLOR_BGR2RGB)
 
     def run(self, inputs: dict):
-        """Run on preprocessed inputs; return (rows [class, score, x1, y1, x2, y2], counts)."""
-        for name in self.predictor.get_input_names():
-            handle = self.predictor.get_input_handle(name)
+        """Run on preprocessed inputs; return (rows [class, score, x1, y1, x2, y2], counts per image)."""
+        for name, handle in self._inputs.items():
             handle.reshape(inputs[name].shape)
             handle.copy_from_cpu(inputs[name])
-        self.predictor.run()
-        names = self.predictor.get_output_names()
-        rows = self.predictor.get_output_handle(names[0]).copy_to_cpu()
-        counts = self.predictor.get_output_handle(names[1]).copy_to_cpu() if len(names) > 1 else [len(rows)]
+        try:
+            self.predictor.run()
+        except Exception as exc:  # paddle raises ValueError/RuntimeError with a C++ trace
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RuntimeFailure(
+                f"Paddle Inference failed on input {list(inputs['image'].shape)}: {first}",
+                hint="check the Preprocess steps in infer_cfg.yml (e.g. PadStride for keep_ratio Resize); "
+                "try --batch-size 1 or --no-onednn",
+            ) from exc
+        rows = self._outputs[0].copy_to_cpu()
+        counts = self._outputs[1].copy_to_cpu().reshape(-1) if len(self._outputs) > 1 else [len(rows)]
         return rows, counts
 
+    def detect_batch(self, paths: list[str], threshold: float) -> list[tuple[str, object, list[Detection]]]:
+        """One predictor run over the images; per image (path, its decoded BGR pixels, detections)."""
+        import cv2
+
+        bgrs = [self.read_bgr(p) for p in paths]
+        feeds = [self.preprocess(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)) for bgr in bgrs]
+        per_image: list = [None] * len(paths)
+        for run in runs_for_shapes([f["image"].shape for f in feeds], self.pads_safely):
+            rows, counts = self.run(stack_batch([feeds[i] for i in run]))
+            for i, image_rows in zip(run, split_rows(rows, counts, len(run))):
+                per_image[i] = image_rows
+        return [(p, bgr, rows_to_detections(p, r, self.labels, threshold)) for p, bgr, r in zip(paths, bgrs, per_image)]
+
     def detect(self, path: str, threshold: float) -> list[Detection]:
-        rows, counts = self.run(self.preprocess(self.read_rgb(path)))
-        return rows_to_detections(path, rows[: int(counts[0])], self.labels, threshold)
+        return self.detect_batch([path], threshold)[0][2]
 
 
-def predict_exported(model_dir: str, images: list[str], threshold: float, threads: int = 2) -> tuple[list[Detection], list[str]]:
+def _switch_onednn(config, on: bool) -> None:
+    """enable_onednn/disable_onednn (paddle >= 3), else the older *_mkldnn names."""
+    verb = "enable" if on else "disable"
+    method = getattr(config, f"{verb}_onednn", None) or getattr(config, f"{verb}_mkldnn")
+    method()
+
+
+def predict_exported(model_dir: str, images: list[str], threshold: float, threads: int | None = None, batch_size: int = 1,
+                     onednn: bool = True, writer: ResultWriter | None = None) -> tuple[list[Detection], list[str]]:
+    """Detections for every image, batch_size images per predictor run; annotated images go to writer as they come."""
     from trainctl.runner import session
 
     use_gpu = session.cuda_available()
-    model = ExportedModel(model_dir, threads=threads, use_gpu=use_gpu)
+    model = ExportedModel(model_dir, threads=threads, use_gpu=use_gpu, onednn=onednn)
     detections: list[Detection] = []
-    for path in images:
-        detections += model.detect(path, threshold)
+    for paths in batches_of(images, batch_size):
+        for path, bgr, found in model.detect_batch(paths, threshold):
+            detections += found
+            if writer is not None:
+                writer.image(path, found, bgr)
     return detections, model.labels
 
 
@@ -286,29 +451,34 @@ def run_infer(
     directory: str | None,
     threshold: float,
     output_dir: str | None,
-    threads: int = 2,
+    threads: int | None = None,
+    batch_size: int = 1,
+    save_images: bool = True,
+    onednn: bool = True,
 ) -> dict:
     """`trainctl infer`: check the inputs (before paddle), then run one of the two paths."""
     import tempfile
 
+    from trainctl.fsutil import ensure_writable_dir
     from trainctl.runner import session
-    from trainctl.weights import resolve_weights
 
     if bool(config) == bool(model_dir):
         raise UserError("give either -c CONFIG (with --weights) or --model-dir EXPORTED", hint="see `trainctl infer --help`")
     if not 0.0 <= threshold <= 1.0:
         raise UserError(f"--threshold {threshold} is not between 0 and 1")
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1 (got {batch_size})")
     images = [os.path.abspath(p) for p in list_images(img, directory)]
+    output_dir = output_dir or os.path.join("output", "infer")
+    options = {"threshold": threshold, "batch_size": batch_size, "save_images": save_images}
     if model_dir:
         load_infer_cfg(model_dir)  # a clear error for a wrong directory
-        return infer(images, output_dir or os.path.join("output", "infer"), threshold, model_dir=model_dir, threads=threads)
+        ensure_writable_dir(output_dir, "--output")
+        return infer(images, output_dir, model_dir=model_dir, threads=threads, onednn=onednn, **options)
     with tempfile.TemporaryDirectory(prefix="trainctl-infer-") as tmp:
-        flat, rc = session.write_flat_config(config, overrides, tmp)
-        weights = weights or rc.get("weights")
-        if not weights:
-            raise UserError("no weights for inference", hint="pass --weights PATH (e.g. output/<config>/model_final)")
-        weights = resolve_weights(weights, "weights")
-        return infer(images, output_dir or os.path.join("output", "infer"), threshold, flat_config=flat, weights=weights)
+        flat, _, weights = session.flat_config_and_weights(config, overrides, weights, tmp, "for inference")
+        ensure_writable_dir(output_dir, "--output")
+        return infer(images, output_dir, flat_config=flat, weights=weights, **options)
 
 
 def infer(
@@ -318,18 +488,28 @@ def infer(
     flat_config: str | None = None,
     weights: str | None = None,
     model_dir: str | None = None,
-    threads: int = 2,
+    threads: int | None = None,
+    batch_size: int = 1,
+    save_images: bool = True,
+    onednn: bool = True,
 ) -> dict:
     """Run one of the two paths and write the results; returns a summary."""
     from trainctl.runner.compat import quiet_ppdet_warnings
 
     quiet_ppdet_warnings()
     start = time.perf_counter()
+    writer = ResultWriter(output_dir, save_images)
     if model_dir:
-        detections, labels = predict_exported(model_dir, images, threshold, threads)
+        detections, labels = predict_exported(model_dir, images, threshold, threads, batch_size, onednn, writer)
         source = f"exported model {model_dir}"
     else:
-        detections, labels = predict_dynamic(flat_config, weights, images, threshold)
+        detections, labels = predict_dynamic(flat_config, weights, images, threshold, batch_size)
         source = f"dynamic graph, weights {weights or 'from config'}"
-    json_path = write_results(source, images, detections, labels, threshold, output_dir)
-    return {"images": len(images), "detections": len(detections), "json": json_path, "output": output_dir, "seconds": time.perf_counter() - start}
+        by_file: dict[str, list[Detection]] = {}
+        for d in detections:
+            by_file.setdefault(d.file, []).append(d)
+        for image in images:
+            writer.image(image, by_file.get(image, []))
+    json_path = writer.finish(source, images, detections, labels, threshold)
+    return {"images": len(images), "detections": len(detections), "json": json_path, "output": output_dir,
+            "seconds": time.perf_counter() - start, "saved_images": save_images}

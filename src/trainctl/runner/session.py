@@ -232,3 +232,17 @@ def write_flat_config(config: str, overrides: list[str] | tuple[str, ...], direc
     path = Path(directory) / f"{rc.name}.yml"
     atomic_write_text(path, dump_yaml(rc.data))
     return str(path), rc
+
+
+def flat_config_and_weights(config: str, overrides: list[str] | tuple[str, ...], weights: str | None,
+                            directory: str | os.PathLike, purpose: str) -> tuple[str, object, str]:
+    """write_flat_config, then the weights to use: `weights`, else the config's `weights`, checked to exist.
+
+    `purpose` completes the error "no weights <purpose>" ("for inference", "to export").
+    Returns (flat config path, ResolvedConfig, weights path). Pure: no paddle.
+    """
+    flat, rc = write_flat_config(config, overrides, directory)
+    weights = weights or rc.get("weights")
+    if not weights:
+        raise UserError(f"no weights {purpose}", hint="pass --weights PATH (e.g. output/<config>/model_final)")
+    return flat, rc, resolve_weights(weights, "weights")
