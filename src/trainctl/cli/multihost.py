@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from trainctl.launch.ssh import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MASTER_PORT
+# the light module, not trainctl.launch.ssh: these flags are built on every `trainctl train`
+from trainctl.launch.clusteropts import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MASTER_PORT
 
 
 def cluster_options(func):

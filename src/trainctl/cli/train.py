@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -57,9 +58,13 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
     from trainctl.launch.plan import LaunchOptions
 
     # --- multi-host (trainctl.launch.cluster): --launcher slurm / srun step -> node and device flags
-    from trainctl.launch.cluster import apply_slurm
+    from trainctl.launch.clusteropts import slurm_may_apply
 
-    kwargs = apply_slurm(kwargs, master_port=kwargs.pop("master_port", None))
+    master_port = kwargs.pop("master_port", None)
+    if slurm_may_apply(kwargs, os.environ):  # the Slurm layer is loaded only when it can matter
+        from trainctl.launch.cluster import apply_slurm
+
+        kwargs = apply_slurm(kwargs, master_port=master_port)
     # --- end multi-host
 
     return LaunchOptions(
@@ -118,10 +123,12 @@ def train(config, overrides, extra_overrides, eval_during_train, resume, weights
     overrides = ppdet_style_overrides(overrides, extra_overrides)
     click.get_current_context().params["overrides"] = tuple(overrides)  # so a fan-out forwards them too
     # --- multi-host (trainctl.launch.cluster): ssh fan-out from --hostfile/--hosts
-    from trainctl.launch import cluster
+    from trainctl.launch.clusteropts import pop_cluster_options
 
-    copts = cluster.pop_cluster_options(launch_kwargs)
+    copts = pop_cluster_options(launch_kwargs)
     if copts.fanout:
+        from trainctl.launch import cluster  # ssh, hostfile, preflight: only for a fan-out
+
         cluster.run_from_cli(click.get_current_context(), copts, "train")
         return
     launch_kwargs["master_port"] = copts.master_port  # used by --launcher slurm

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 from trainctl.errors import UserError
@@ -38,6 +37,8 @@ def find_config(name: str | Path) -> Path:
         path = BUNDLED_DIR / candidate
         if path.is_file():
             return path
+    import difflib  # only for a name that was not found: did-you-mean
+
     names = bundled_configs()
     wanted = text if text.endswith(_SUFFIXES) else text + ".yml"
     close = difflib.get_close_matches(wanted, names, n=4, cutoff=0.6)

@@ -10,7 +10,6 @@ scalars, tagged values) is replaced whole. `filename` is set to the top file's s
 
 from __future__ import annotations
 
-import difflib
 import re
 import os
 from collections.abc import Mapping
@@ -295,6 +294,8 @@ class ResolvedConfig:
 # ------------------------------------------------------------------ overrides
 
 def _suggest(wrong: str, candidates: Iterable) -> str:
+    import difflib  # only on the error path
+
     names = sorted({str(c) for c in candidates})
     close = difflib.get_close_matches(str(wrong), names, n=3, cutoff=0.6)
     if close:

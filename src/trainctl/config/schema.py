@@ -20,7 +20,6 @@ ppdet) and shipped as package data. It holds:
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,8 @@ _EMPTY: dict[str, Any] = {"components": {}, "serializable": {}, "top_level": {},
 
 @functools.lru_cache(maxsize=1)
 def load_schema() -> dict[str, Any]:
+    import json  # once (cached), and only when a key is looked up
+
     try:
         data = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     except FileNotFoundError:

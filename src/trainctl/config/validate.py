@@ -8,7 +8,6 @@ a float is expected, a scalar where a list default exists, None anywhere).
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -31,6 +30,8 @@ class Problem:
 
 
 def _did_you_mean(wrong: str, candidates: Iterable[str]) -> str:
+    import difflib  # only when a key is unknown
+
     close = difflib.get_close_matches(wrong, sorted(set(candidates)), n=3, cutoff=0.6)
     return ("did you mean " + " or ".join(close) + "?") if close else ""
 

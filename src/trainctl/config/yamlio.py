@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import json
 import math
 import re
 from pathlib import Path
@@ -132,6 +131,8 @@ def _str_text(value: str) -> str:
 
 def _double_quoted(value: str) -> str:
     """A JSON string is a valid YAML double-quoted scalar; YAML also breaks lines at NEL, LS and PS."""
+    import json  # rare: only strings that would span lines
+
     text = json.dumps(value, ensure_ascii=False)
     for char in ("\x85", "\u2028", "\u2029"):
         text = text.replace(char, "\\u%04x" % ord(char))

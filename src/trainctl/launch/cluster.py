@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
 from typing import Mapping
 
 import click
@@ -24,6 +23,7 @@ from click.core import ParameterSource
 from trainctl import output
 from trainctl.errors import UserError
 from trainctl.launch import slurm as slurmmod
+from trainctl.launch.clusteropts import CLUSTER_PARAMS, ClusterOptions, pop_cluster_options  # noqa: F401 (re-exported)
 from trainctl.launch.hostfile import HostSpec, parse_hosts_arg, read_hostfile
 from trainctl.launch.ssh import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -36,39 +36,10 @@ from trainctl.launch.ssh import (
     run_fanout,
 )
 
-# parameters of `train` that belong to the fan-out itself (never forwarded)
-CLUSTER_PARAMS = ("hostfile", "hosts", "remote_workdir", "remote_python", "ssh_options", "ssh_port",
-                  "connect_timeout", "master_port", "no_preflight")
 # set per host by the fan-out
 NODE_PARAMS = ("nnodes", "node_rank", "host", "ips", "master")
 DEVICE_PARAMS = ("gpus", "nproc")
 NOT_FORWARDED = set(CLUSTER_PARAMS) | set(NODE_PARAMS) | {"dry_run"}
-
-
-@dataclass
-class ClusterOptions:
-    hostfile: str | None = None
-    hosts: str | None = None
-    remote_workdir: str | None = None
-    remote_python: str | None = None
-    ssh_options: tuple[str, ...] = ()
-    ssh_port: int | None = None
-    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
-    master_port: int | None = None
-    no_preflight: bool = False
-
-    @property
-    def fanout(self) -> bool:
-        return bool(self.hostfile or self.hosts)
-
-
-def pop_cluster_options(kwargs: dict) -> ClusterOptions:
-    """Take the cluster flags out of a command's kwargs (the rest goes to the launch plan)."""
-    values = {name: kwargs.pop(name) for name in CLUSTER_PARAMS if name in kwargs}
-    values["ssh_options"] = tuple(values.get("ssh_options") or ())
-    if values.get("connect_timeout") is None:
-        values.pop("connect_timeout", None)
-    return ClusterOptions(**values)
 
 
 # ------------------------------------------------------------------ fan-out

@@ -8,7 +8,6 @@ write the run dir (config.yml, job.json, run.json) and run this node.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -145,6 +144,8 @@ def _checks(task: str, rc, topts: TaskOptions, plan: Plan, dry: bool) -> None:
 
 def _print_dry_run(plan: Plan, rc, fmt: str) -> None:
     if fmt == "json":
+        import json  # only for --dry-run=json
+
         data = plan.to_dict(mask=True)
         data["config"] = str(rc.path)
         data["overrides"] = list(rc.overrides)

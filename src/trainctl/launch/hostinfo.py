@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,6 +165,8 @@ def gpus(nvidia_smi: str | None = None, timeout: float = 10.0) -> list[GPU]:
     exe = nvidia_smi or shutil.which("nvidia-smi")
     if not exe:
         return []
+    import subprocess  # only with a driver: CPU-only hosts never load it
+
     try:
         proc = subprocess.run(
             [exe, "--query-gpu=index,name,uuid,memory.total", "--format=csv,noheader,nounits"],

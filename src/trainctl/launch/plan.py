@@ -21,7 +21,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import shlex
-import socket
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -168,9 +167,12 @@ class Plan:
 
 
 # ---------------------------------------------------------------- host probes
+# (each imports socket when it runs: a single-node plan calls none of them)
 
 
 def _free_port() -> int:
+    import socket
+
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("", 0))
         return s.getsockname()[1]
@@ -178,6 +180,8 @@ def _free_port() -> int:
 
 def _is_local_address(host: str) -> bool:
     """True when `host` is an address of this machine (binding to it works)."""
+    import socket
+
     try:
         address = socket.gethostbyname(host)
     except OSError:
@@ -193,6 +197,8 @@ def _is_local_address(host: str) -> bool:
 
 
 def _port_in_use(host: str, port: int) -> bool:
+    import socket
+
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -204,6 +210,8 @@ def _port_in_use(host: str, port: int) -> bool:
 
 def _route_source_address(host: str) -> str | None:
     """The local address the kernel would use to reach `host` (a UDP connect sends nothing)."""
+    import socket
+
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.connect((host, 9))

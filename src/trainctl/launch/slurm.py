@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from trainctl.errors import UserError
+from trainctl.launch.clusteropts import in_slurm_step  # noqa: F401 (re-exported; cheap for the CLI)
 
 MASTER_PORT_BASE = 20000
 MASTER_PORT_SPAN = 20000
@@ -118,11 +119,6 @@ class SlurmPlacement:
     @property
     def master(self) -> str:
         return f"{self.master_host}:{self.master_port}"
-
-
-def in_slurm_step(env: Mapping[str, str]) -> bool:
-    """True inside an `srun` step (not just an allocation's batch script or salloc shell)."""
-    return bool(env.get("SLURM_JOB_ID")) and bool(env.get("SLURM_STEP_ID") or env.get("SLURM_STEPID"))
 
 
 def default_master_port(job_id: str) -> int:

@@ -34,10 +34,9 @@ from typing import Callable, Sequence
 
 from trainctl import output
 from trainctl.errors import RuntimeFailure, UserError
+from trainctl.launch.clusteropts import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MASTER_PORT  # noqa: F401 (re-exported)
 from trainctl.launch.hostfile import HostSpec
 
-DEFAULT_MASTER_PORT = 8090  # paddle's documented example port; preflight checks it is free
-DEFAULT_CONNECT_TIMEOUT = 10
 DEFAULT_GRACE = 10.0  # seconds a remote job gets between SIGTERM and SIGKILL
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # node flags the fan-out sets per host; the user's own values for them are not forwarded

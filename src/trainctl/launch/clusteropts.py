@@ -1,0 +1,58 @@
+"""The multi-host flags' defaults and their split from a command's parameters.
+
+Cheap to import on purpose (no ssh, sockets, subprocesses or hostfile parsing):
+`trainctl train` needs these on every run, while the multi-host layer
+(trainctl.launch.cluster, ssh, hostfile, slurm) is loaded only when a run
+really fans out over ssh or runs under Slurm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+DEFAULT_MASTER_PORT = 8090  # paddle's documented example port; preflight checks it is free
+DEFAULT_CONNECT_TIMEOUT = 10
+
+# parameters of `train` that belong to the fan-out itself (never forwarded)
+CLUSTER_PARAMS = ("hostfile", "hosts", "remote_workdir", "remote_python", "ssh_options", "ssh_port",
+                  "connect_timeout", "master_port", "no_preflight")
+
+
+@dataclass
+class ClusterOptions:
+    hostfile: str | None = None
+    hosts: str | None = None
+    remote_workdir: str | None = None
+    remote_python: str | None = None
+    ssh_options: tuple[str, ...] = ()
+    ssh_port: int | None = None
+    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+    master_port: int | None = None
+    no_preflight: bool = False
+
+    @property
+    def fanout(self) -> bool:
+        return bool(self.hostfile or self.hosts)
+
+
+def pop_cluster_options(kwargs: dict) -> ClusterOptions:
+    """Take the cluster flags out of a command's kwargs (the rest goes to the launch plan)."""
+    values = {name: kwargs.pop(name) for name in CLUSTER_PARAMS if name in kwargs}
+    values["ssh_options"] = tuple(values.get("ssh_options") or ())
+    if values.get("connect_timeout") is None:
+        values.pop("connect_timeout", None)
+    return ClusterOptions(**values)
+
+
+def in_slurm_step(env: Mapping[str, str]) -> bool:
+    """True inside an `srun` step (not just an allocation's batch script or salloc shell)."""
+    return bool(env.get("SLURM_JOB_ID")) and bool(env.get("SLURM_STEP_ID") or env.get("SLURM_STEPID"))
+
+
+def slurm_may_apply(kwargs: Mapping, env: Mapping[str, str]) -> bool:
+    """False when `cluster.apply_slurm` would leave these launch flags unchanged.
+
+    That is: --launcher is not slurm and this process is not in an srun step.
+    """
+    return kwargs.get("launcher") == "slurm" or in_slurm_step(env)
