@@ -80,6 +80,7 @@ def test_report_lines():
     assert "0.25 = 16/64" in text and "0.001 -> 0.00025" in text and "100 -> 400" in text
     one = "\n".join(lr.compute(config(batch=2, ref=1), 1).lines())
     assert "reference: 1 GPU," in one and "1 GPU × 2 images = 2" in one and "1 process × 2 images" in one
+    assert "1 process × 1 image = 1" in "\n".join(lr.compute(config(batch=1), 1).lines())
 
 
 def test_apply_records_provenance_in_resolved_config():

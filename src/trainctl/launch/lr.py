@@ -74,14 +74,14 @@ class LRReport:
 
     def lines(self) -> list[str]:
         """The one-screen report printed before launch."""
-        gpus = f"{self.ref_gpus} GPU" + ("" if self.ref_gpus == 1 else "s")
-        procs = f"{self.world_size} process" + ("" if self.world_size == 1 else "es")
+        gpus = _count(self.ref_gpus, "GPU", "GPUs")
         ref_per_device = self.ref_per_device_batch or self.per_device_batch
         rows = [
             ("scaling", f"{self.mode} (reference: {gpus}, from {self.ref_gpus_source})"),
-            ("reference batch", f"{gpus} × {ref_per_device} images = {self.ref_batch}"
+            ("reference batch", f"{gpus} × {_count(ref_per_device, 'image', 'images')} = {self.ref_batch}"
                                 + _from(self.ref_per_device_batch_source)),
-            ("actual batch", f"{procs} × {self.per_device_batch} images = {self.actual_batch}"
+            ("actual batch", f"{_count(self.world_size, 'process', 'processes')}"
+                             f" × {_count(self.per_device_batch, 'image', 'images')} = {self.actual_batch}"
                              + _from(self.per_device_batch_source)),
             ("factor", self._factor_text()),
             ("base_lr", f"{self.base_lr:.6g} -> {self.scaled_lr:.6g}"),
@@ -110,6 +110,10 @@ class LRReport:
         if self.base_lr_scaled:
             return formula
         return f"{self.factor:.6g}, base_lr used as given (the {self.mode} rule gives {formula})"
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _from(source: str | None) -> str:
