@@ -26,7 +26,6 @@ from trainctl.launch import slurm as slurmmod
 from trainctl.launch.clusteropts import CLUSTER_PARAMS, ClusterOptions, pop_cluster_options  # noqa: F401 (re-exported)
 from trainctl.launch.hostfile import HostSpec, parse_hosts_arg, read_hostfile
 from trainctl.launch.ssh import (
-    DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MASTER_PORT,
     FanoutPlan,
     SshSettings,
