@@ -92,7 +92,8 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
 @click.option("--keep", "keep_checkpoints", type=click.IntRange(min=1), metavar="N",
               help="Keep only the newest N epoch checkpoints (model_final and best_model are always kept).")
 @click.option("--lr-scale", type=click.Choice(["linear", "sqrt", "none"]), default="linear", show_default=True,
-              help="Scale base_lr and warmup steps from the reference setup to this total batch.")
+              help="Scale base_lr and warmup steps from the config files' total batch (reference GPUs x batch_size) "
+                   "to this run's (devices x batch after -o); a -o base_lr is used as given.")
 @click.option("--ref-gpus", type=int, metavar="N",
               help="GPUs the config's LR is tuned for (default: config key trainctl.ref_gpus, else 8).")
 @launch_options
