@@ -20,13 +20,10 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import socket
-import threading
 import urllib.parse
 from pathlib import Path
 
 from trainctl.errors import UserError
-from trainctl.fsutil import atomic_target
 
 PPDET_URL_PREFIX = "https://paddledet.bj.bcebos.com/"  # what ppdet's "ppdet://" scheme stands for
 SUFFIX = ".pdparams"
@@ -127,6 +124,8 @@ def _fetch(url: str, directory: Path, role: str, timeout: float) -> Path:
 def _download(url: str, target: Path, timeout: float) -> None:
     import urllib.request
 
+    from trainctl.fsutil import atomic_target
+
     parsed = urllib.parse.urlparse(url)
     proxied = parsed.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(parsed.hostname or "")
     if parsed.hostname and not proxied and not _resolves(parsed.hostname, timeout):
@@ -142,6 +141,9 @@ def _download(url: str, target: Path, timeout: float) -> None:
 
 
 def _resolves(host: str, timeout: float) -> bool:
+    import socket
+    import threading
+
     result: list[bool] = []
 
     def lookup() -> None:
