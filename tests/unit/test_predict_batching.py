@@ -177,3 +177,22 @@ def test_runs_for_shapes_pads_or_groups_by_shape():
     assert predict.runs_for_shapes([same, same, same], pad=False) == [[0, 1, 2]]
     assert predict.runs_for_shapes([a, b, a], pad=True) == [[0, 1, 2]]  # one padded run
     assert predict.runs_for_shapes([a, b, a, b], pad=False) == [[0, 2], [1, 3]]  # no padding: one run per shape
+
+
+def test_flat_config_and_weights_shared_by_export_and_infer(tmp_path, monkeypatch):
+    """One helper for both commands: the flat config, --weights or the config's `weights`, the same errors."""
+    from trainctl.errors import UserError
+
+    monkeypatch.chdir(tmp_path)  # the config's relative `weights` must not exist
+    from trainctl.runner.session import flat_config_and_weights
+
+    for purpose in ("for inference", "to export"):
+        with pytest.raises(UserError, match=f"^no weights {purpose}$") as exc:
+            flat_config_and_weights("roadsign_cpu_smoke.yml", ["weights="], None, tmp_path, purpose)
+        assert exc.value.hint == "pass --weights PATH (e.g. output/<config>/model_final)"
+    with pytest.raises(UserError, match="weights file not found"):
+        flat_config_and_weights("roadsign_cpu_smoke.yml", [], None, tmp_path, "to export")  # the config's own weights
+    (tmp_path / "w.pdparams").write_bytes(b"x")
+    flat, rc, weights = flat_config_and_weights("roadsign_cpu_smoke.yml", [], str(tmp_path / "w"), tmp_path, "to export")
+    assert weights.startswith(str(tmp_path / "w")) and rc.name == "roadsign_cpu_smoke"
+    assert os.path.isfile(flat) and "TestReader" in open(flat).read()
