@@ -183,16 +183,18 @@ def test_flat_config_and_weights_shared_by_export_and_infer(tmp_path, monkeypatc
     """One helper for both commands: the flat config, --weights or the config's `weights`, the same errors."""
     from trainctl.errors import UserError
 
-    monkeypatch.chdir(tmp_path)  # the config's relative `weights` must not exist
+    monkeypatch.chdir(tmp_path)  # the config's relative `weights` must not exist here
+    flat_dir = tmp_path / "flat"  # not the cwd: a flat roadsign_cpu_smoke.yml there would shadow the bundled name
+    flat_dir.mkdir()
     from trainctl.runner.session import flat_config_and_weights
 
     for purpose in ("for inference", "to export"):
         with pytest.raises(UserError, match=f"^no weights {purpose}$") as exc:
-            flat_config_and_weights("roadsign_cpu_smoke.yml", ["weights="], None, tmp_path, purpose)
+            flat_config_and_weights("roadsign_cpu_smoke.yml", ["weights="], None, flat_dir, purpose)
         assert exc.value.hint == "pass --weights PATH (e.g. output/<config>/model_final)"
     with pytest.raises(UserError, match="weights file not found"):
-        flat_config_and_weights("roadsign_cpu_smoke.yml", [], None, tmp_path, "to export")  # the config's own weights
+        flat_config_and_weights("roadsign_cpu_smoke.yml", [], None, flat_dir, "to export")  # the config's own weights
     (tmp_path / "w.pdparams").write_bytes(b"x")
-    flat, rc, weights = flat_config_and_weights("roadsign_cpu_smoke.yml", [], str(tmp_path / "w"), tmp_path, "to export")
+    flat, rc, weights = flat_config_and_weights("roadsign_cpu_smoke.yml", [], str(tmp_path / "w"), flat_dir, "to export")
     assert weights.startswith(str(tmp_path / "w")) and rc.name == "roadsign_cpu_smoke"
     assert os.path.isfile(flat) and "TestReader" in open(flat).read()
