@@ -35,7 +35,7 @@ def test_infer_benchmark_json_and_table(exported_model, smoke_run, ptools, tmp_p
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--batch-size", "2"], "trainctl: error: --batch-size only apply to --benchmark; add --benchmark, or drop them"),
+    (["--warmup", "1"], "trainctl: error: --warmup only applies to --benchmark; add --benchmark, or drop them"),
     (["--benchmark", "-c", "roadsign_cpu_smoke.yml"],
      "trainctl: error: --benchmark measures an exported model; pass --model-dir DIR (made by `trainctl export`), not -c"),
 ])

@@ -104,9 +104,10 @@ def cli_args(**kwargs) -> dict:
 
 def test_infer_flags_without_benchmark():
     assert benchmark.from_cli(**cli_args()) is False  # plain `trainctl infer`: not ours
-    with pytest.raises(UserError, match="--batch-size, --json only apply to --benchmark"):
-        benchmark.from_cli(**cli_args(batch_size=4, as_json=True))
-    with pytest.raises(UserError, match="--repeats only apply to --benchmark"):
+    assert benchmark.from_cli(**cli_args(batch_size=4)) is False  # --batch-size is plain infer's too
+    with pytest.raises(UserError, match="--warmup, --json only apply to --benchmark"):
+        benchmark.from_cli(**cli_args(batch_size=4, warmup=1, as_json=True))
+    with pytest.raises(UserError, match="--repeats only applies to --benchmark"):
         benchmark.from_cli(**cli_args(repeats=1))
 
 

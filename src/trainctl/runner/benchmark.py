@@ -331,7 +331,8 @@ def from_cli(config: str | None, model_dir: str | None, img: str | None, directo
                                             ("--json", as_json or None)) if value is not None}
     if not benchmark:
         if given:
-            raise UserError(f"{', '.join(given)} only apply to --benchmark", hint="add --benchmark, or drop them")
+            verb = "apply" if len(given) > 1 else "applies"
+            raise UserError(f"{', '.join(given)} only {verb} to --benchmark", hint="add --benchmark, or drop them")
         return False
     if config or not model_dir:
         raise UserError("--benchmark measures an exported model", hint="pass --model-dir DIR (made by `trainctl export`), not -c")
