@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", help="write {image name: [[class, score, x1, y1, x2, y2], ...]} here")
     parser.add_argument("--size", type=int, help="input size: set the TestReader's Resize to SIZE x SIZE")
     parser.add_argument("--warmup", type=int, default=0, help="predict the first N images once, untimed, first")
+    parser.add_argument("--no-visualize", action="store_true",
+                        help="skip drawing and saving annotated images (tools/infer.py always draws)")
     args = parser.parse_args(argv)
     pillow_textsize_shim()
 
@@ -67,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     trainer = Trainer(cfg, mode="test")
     trainer.load_weights(args.weights)
     if args.warmup:  # first calls build kernels and caches: not part of the steady rate
-        trainer.predict(images[: args.warmup], draw_threshold=args.threshold, output_dir=args.output, save_results=False)
+        trainer.predict(images[: args.warmup], draw_threshold=args.threshold, output_dir=args.output, save_results=False,
+                        visualize=not args.no_visualize)
     start = time.perf_counter()
-    results = trainer.predict(images, draw_threshold=args.threshold, output_dir=args.output, save_results=False)
+    results = trainer.predict(images, draw_threshold=args.threshold, output_dir=args.output, save_results=False,
+                              visualize=not args.no_visualize)
     seconds = time.perf_counter() - start
     print(json.dumps({"images": len(images), "predict_seconds": seconds, "images_per_s": len(images) / seconds}))
     if args.rows:
