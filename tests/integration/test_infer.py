@@ -18,6 +18,7 @@ def _infer(ptools, cwd, args, out):
     proc = ptools.run_cli(["infer", *args, "--output", str(out)], cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "results in" in proc.stdout
+    assert "Unable to use numba" not in proc.stdout + proc.stderr  # ppdet's PP-Tracking notice is dropped
     return json.loads((out / "detections.json").read_text())
 
 

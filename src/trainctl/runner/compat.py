@@ -136,10 +136,37 @@ def guard_data_loading() -> None:
         reader.logger.addFilter(keep)
 
 
+# paddledet 2.6.0 prints this twice on import (ppdet/modeling/mot/motion/*kalman_filter.py)
+# when numba is missing: it concerns PP-Tracking (multi-object tracking) only, and
+# detection never uses those modules. Dropped from the output, nothing else is.
+PPDET_IMPORT_NOISE = ("Unable to use numba in PP-Tracking",)
+
+
+def import_quietly(module: str, drop: tuple[str, ...] = PPDET_IMPORT_NOISE) -> None:
+    """Import `module` with its import-time prints filtered: lines containing any of
+    `drop` are left out, every other line is printed after the import, in order
+    (also when the import fails)."""
+    import importlib
+    import io
+    import sys
+
+    if module in sys.modules:
+        return
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured):
+            importlib.import_module(module)
+    finally:
+        kept = [line for line in captured.getvalue().splitlines(keepends=True) if not any(d in line for d in drop)]
+        if kept:
+            sys.stdout.write("".join(kept))
+            sys.stdout.flush()
+
+
 def quiet_ppdet_warnings() -> None:
     """Warnings on import that say nothing a trainctl user can act on (paddle 3.x's
     ccache notice, deprecations inside paddledet 2.6.0). ppdet's own "Unable to use
-    numba" lines are prints and stay."""
+    numba" lines are prints: `import_quietly("ppdet")` drops those."""
     import warnings
 
     warnings.filterwarnings("ignore", message=".*numba.*")

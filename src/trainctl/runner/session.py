@@ -18,12 +18,13 @@ from trainctl.weights import resolve_weights, strip_suffix
 
 def load_flat_config(path: str | os.PathLike):
     """ppdet's load_config on a resolved config; returns ppdet's global config (an AttrDict)."""
-    from trainctl.runner.compat import quiet_ppdet_warnings
+    from trainctl.runner.compat import import_quietly, quiet_ppdet_warnings
 
     quiet_ppdet_warnings()
     path = str(path)
     if not os.path.isfile(path):
         raise UserError(f"config file not found: {path}", hint="check the path, or pass a bundled config name such as roadsign.yml")
+    import_quietly("ppdet")
     from ppdet.core.workspace import load_config
 
     try:
