@@ -17,9 +17,17 @@ import os
 EXPORT_ENV = {"FLAGS_enable_pir_api": "0"}
 
 
+# paddle 3.3.1's old-IR executor logs "New Executor is Running." at glog INFO level
+# (program_interpreter.cc) once per export; glog reads GLOG_minloglevel when paddle
+# initialises it on import. 1 = warnings and errors only. A user's own value wins.
+EXPORT_QUIET_ENV = {"GLOG_minloglevel": "1"}
+
+
 def export_env() -> dict[str, str]:
     """Put the export flags into os.environ; returns them. Call before importing paddle."""
     os.environ.update(EXPORT_ENV)
+    for key, value in EXPORT_QUIET_ENV.items():
+        os.environ.setdefault(key, value)
     return dict(EXPORT_ENV)
 
 
