@@ -62,3 +62,22 @@ def test_match_detections_tolerates_small_differences_only():
     assert not harness.match_detections(extra, ref, top_k=3)["same"]
     # nothing to compare is not "the same"
     assert not harness.match_detections({"a.png": []}, {"a.png": []})["same"]
+
+
+def test_the_committed_results_render_to_their_committed_table():
+    """run.py's report renderer reads every field the suite writes: the newest committed
+    results/<date>.json renders to exactly the table committed beside it."""
+    import glob
+    import json
+
+    import run
+
+    newest = sorted(p for p in glob.glob(os.path.join(os.path.dirname(__file__), "results", "*.json")))[-1]
+    with open(newest) as f:
+        results = json.load(f)
+    with open(newest[: -len(".json")] + ".md") as f:
+        table = f.read()
+    assert run.render_markdown(results) == table
+    for case in ("CLI latency", "Launcher memory", "Launch overhead", "Training throughput", "Inference vs dynamic graph",
+                 "Inference vs bare Paddle Inference loop", "Same detections"):
+        assert f"| {case}" in table, case
