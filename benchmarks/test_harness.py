@@ -24,7 +24,10 @@ def test_parse_iterations_reads_ppdet_log_lines():
 
 
 def test_run_timed_measures_lines_exit_code_and_own_rss():
-    code = "import time; print('a', flush=True); time.sleep(0.3); x = bytearray(64 << 20); print('b'); raise SystemExit(3)"
+    # b"\1" * n writes every page (a zeroed bytearray may stay untouched, outside RSS); the sleep
+    # after it gives the 20 ms poller samples of the peak before the process exits
+    code = ("import time; print('a', flush=True); time.sleep(0.3); x = b'\\1' * (64 << 20); time.sleep(0.2); "
+            "print('b'); raise SystemExit(3)")
     r = harness.run_timed([sys.executable, "-c", code], poll_rss=True)
     assert r.exit_code == 3
     assert [line for _, line in r.lines] == ["a", "b"]
@@ -34,7 +37,7 @@ def test_run_timed_measures_lines_exit_code_and_own_rss():
 
 
 def test_run_timed_rss_is_the_process_not_its_children():
-    child = "x = bytearray(200 << 20); import time; time.sleep(0.5)"
+    child = "x = b'\\1' * (200 << 20); import time; time.sleep(0.5)"  # every page written
     code = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
     r = harness.run_timed([sys.executable, "-c", code], poll_rss=True)
     assert r.exit_code == 0
