@@ -150,25 +150,54 @@ def guard_data_loading() -> None:
 PPDET_IMPORT_NOISE = ("Unable to use numba in PP-Tracking",)
 
 
+class LineFilter:
+    """A stand-in for a text stream that forwards every line except those containing
+    one of `drop`. Partial lines wait for their newline (or a flush).
+
+    Modules keep references to the sys.stdout they saw on import (ppdet's logger
+    builds its StreamHandler(sys.stdout) then), so what stands in for stdout during
+    an import must keep working afterwards: this forwards to the real stream forever.
+    """
+
+    def __init__(self, target, drop: tuple[str, ...]):
+        self._target = target
+        self._drop = drop
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            if not any(d in line for d in self._drop):
+                self._target.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            if not any(d in self._pending for d in self._drop):
+                self._target.write(self._pending)
+            self._pending = ""
+        self._target.flush()
+
+    def __getattr__(self, name):  # encoding, fileno, isatty, ...: the real stream's
+        return getattr(self._target, name)
+
+
 def import_quietly(module: str, drop: tuple[str, ...] = PPDET_IMPORT_NOISE) -> None:
-    """Import `module` with its import-time prints filtered: lines containing any of
-    `drop` are left out, every other line is printed after the import, in order
-    (also when the import fails)."""
+    """Import `module` with sys.stdout filtered: lines containing any of `drop` are
+    left out, every other line goes through as it is written."""
     import importlib
-    import io
     import sys
 
     if module in sys.modules:
         return
-    captured = io.StringIO()
+    real = sys.stdout
+    sys.stdout = LineFilter(real, drop)
     try:
-        with contextlib.redirect_stdout(captured):
-            importlib.import_module(module)
+        importlib.import_module(module)
     finally:
-        kept = [line for line in captured.getvalue().splitlines(keepends=True) if not any(d in line for d in drop)]
-        if kept:
-            sys.stdout.write("".join(kept))
-            sys.stdout.flush()
+        sys.stdout.flush()
+        sys.stdout = real
 
 
 def quiet_ppdet_warnings() -> None:
