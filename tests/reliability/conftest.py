@@ -1,7 +1,8 @@
 """Shared helpers for the reliability suite, and the figures hook.
 
 Every case runs the real CLI as a subprocess (`python -m trainctl ...`), the way a
-user meets it. After each run the hook below writes tests/reliability/last_run.json:
+user meets it. After a run of the whole suite (every file, no -k/-m) the hook below writes
+tests/reliability/last_run.json:
 per case class (bad input, faults, security) how many cases were tried and passed,
 and every case's outcome; docs/reliability.md quotes those figures
 (`python tests/reliability/figures.py` prints the table).
@@ -176,8 +177,17 @@ def pytest_runtest_logreport(report):
         entry["outcome"] = "failed"
 
 
+def _whole_suite(session) -> bool:
+    """Every reliability test file ran, unfiltered: only such a run may replace the figures."""
+    option = session.config.option
+    if getattr(option, "keyword", "") or getattr(option, "markexpr", "") or getattr(option, "deselect", None):
+        return False
+    ran = {nodeid.split("::")[0].rsplit("/", 1)[-1] for nodeid in _outcomes}
+    return {p.name for p in HERE.glob("test_*.py")} <= ran
+
+
 def pytest_sessionfinish(session, exitstatus):
-    if not _outcomes or os.environ.get("TRAINCTL_NO_FIGURES"):
+    if not _outcomes or os.environ.get("TRAINCTL_NO_FIGURES") or not _whole_suite(session):
         return
     classes: dict[str, dict] = {}
     for entry in _outcomes.values():
