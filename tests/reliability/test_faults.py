@@ -26,6 +26,11 @@ pytestmark = pytest.mark.paddle
 SMOKE = "roadsign_cpu_smoke.yml"
 KILL_REPORT_SECONDS = 30  # a killed worker -> trainctl has exited and reported it
 STOP_SECONDS = 10  # SIGINT/SIGTERM to trainctl -> every worker gone
+# SIGKILL to trainctl: the job learns it through PR_SET_PDEATHSIG (SIGTERM to paddle's launcher
+# and to a single worker), then paddle's launcher stops its workers its own way. Measured
+# 0.7-1.1 s in repeated runs, once 12.5 s in a full CI run on 2 cores: the bound is for
+# "nothing is left", not for how fast paddle's launcher winds down.
+ORPHAN_SECONDS = 30
 
 
 def _start(work: Path, run: Path, *extra: str) -> subprocess.Popen:
@@ -205,4 +210,4 @@ def test_trainctl_killed_leaves_no_orphan(work, nproc, record_property):
     finally:
         _stop(proc, run)
     record_property("all_gone_s", round(seconds, 1))
-    assert left == [] and seconds <= STOP_SECONDS, f"{len(left)} processes {seconds:.1f}s after trainctl died: {left}"
+    assert left == [] and seconds <= ORPHAN_SECONDS, f"{len(left)} processes {seconds:.1f}s after trainctl died: {left}"
