@@ -36,11 +36,13 @@ def plan(task="train", kind="cpu", ids=(), world_size=1, nnodes=1, node_rank=0, 
 
 
 def make_run(run_dir: Path, status="done", exit_code=0, start="2026-11-23T10:00:00+00:00",
-             end="2026-11-23T10:42:05+00:00", epochs=12, hostname="thishost", **plan_kwargs) -> Path:
+             end="2026-11-23T10:42:05+00:00", epochs=12, hostname="thishost", pid=None, **plan_kwargs) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     record = RunRecord(run_dir, ["trainctl", "train", "-c", "roadsign.yml"], plan(**plan_kwargs),
                        extra={"config": "/somewhere/configs/roadsign.yml", "overrides": []})
     record.data.update(hostname=hostname, start_time=start)
+    if pid is not None:  # the launcher pid run.json records (default: this process)
+        record.data["pid"] = pid
     record.start()
     if status != "running":
         record.finish(exit_code, status)
@@ -210,10 +212,7 @@ def test_paddle_launch_process_counts(tmp_path):
 
 
 def test_recorded_pid_is_used_when_present(tmp_path):
-    run = make_run(tmp_path / "r", status="running")
-    data = json.loads((run / "run.json").read_text())
-    data["pid"] = 77
-    (run / "run.json").write_text(json.dumps(data))
+    run = make_run(tmp_path / "r", status="running", pid=77)
     proc = tmp_path / "proc"
     assert runs.read_run(run, proc_root=str(proc), hostname="thishost").status == "interrupted"
     fake_process(proc, 77, ["python", "trainctl", "train"], Path("/"))
@@ -221,10 +220,7 @@ def test_recorded_pid_is_used_when_present(tmp_path):
 
 
 def test_a_reused_pid_of_another_program_is_not_the_run(tmp_path):
-    run = make_run(tmp_path / "r", status="running")
-    data = json.loads((run / "run.json").read_text())
-    data["pid"] = 78
-    (run / "run.json").write_text(json.dumps(data))
+    run = make_run(tmp_path / "r", status="running", pid=78)
     proc = tmp_path / "proc"
     fake_process(proc, 78, ["/usr/sbin/nginx", "-g", "daemon off;"], Path("/"))
     assert runs.read_run(run, proc_root=str(proc), hostname="thishost").status == "interrupted"
