@@ -58,3 +58,19 @@ def test_gpus_without_nvidia_smi_is_empty(tmp_path):
     fake.write_text("#!/bin/sh\necho '0, Tesla T4, GPU-1234, 15360'\n")
     fake.chmod(0o755)
     assert [g.name for g in hostinfo.gpus(nvidia_smi=str(fake))] == ["Tesla T4"]
+
+
+def test_cpu_count_is_this_process_affinity():
+    """What --threads defaults to in infer and what OMP_NUM_THREADS is derived from."""
+    import os
+
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert hostinfo.cpu_count() == expected >= 1
+
+
+def test_cpu_count_falls_back_to_os_cpu_count(monkeypatch):
+    import os
+
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 7)
+    assert hostinfo.cpu_count() == 7

@@ -96,17 +96,10 @@ def test_split_then_filter_gives_each_image_its_own_detections():
     assert [(d.file, d.name) for d in dets[1]] == [("y.png", "d")]  # b is below the threshold
 
 
-def test_batches_of_and_usable_cpus():
+def test_batches_of():
     assert predict.batches_of(list("abcde"), 2) == [["a", "b"], ["c", "d"], ["e"]]
     assert predict.batches_of(list("ab"), 4) == [["a", "b"]]
-    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert predict.usable_cpus() == expected >= 1
-
-
-def test_usable_cpus_falls_back_to_cpu_count(monkeypatch):
-    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
-    monkeypatch.setattr(os, "cpu_count", lambda: 7)
-    assert predict.usable_cpus() == 7
+    assert predict.batches_of(list("ab"), 8) == [["a", "b"]]
 
 
 @pytest.fixture

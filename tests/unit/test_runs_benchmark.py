@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from trainctl.errors import UserError
-from trainctl.runner import benchmark
+from trainctl.runner import benchmark, predict
 
 
 def test_percentile_matches_numpy():
@@ -29,11 +29,6 @@ def test_summarize_weights_every_image_the_same():
     assert stats["mean"] == 16 and stats["p50"] == 15 and stats["p90"] == pytest.approx(35)
 
 
-def test_batches_of():
-    assert benchmark.batches_of(list("abcde"), 2) == [["a", "b"], ["c", "d"], ["e"]]
-    assert benchmark.batches_of(list("ab"), 8) == [["a", "b"]]
-
-
 @pytest.mark.parametrize("kwargs,message", [
     ({"batch_size": 0}, "--batch-size must be at least 1"),
     ({"threads": 0}, "--threads must be at least 1"),
@@ -47,17 +42,18 @@ def test_check_options(kwargs, message):
     benchmark.check_options(1, 1, 0, 1)
 
 
-def test_stack_inputs_pads_to_the_largest_image():
+def test_benchmark_batches_pad_to_the_largest_image():
+    """time_batch stacks with predict.stack_batch, as plain `trainctl infer --batch-size` does."""
     a = {"image": np.ones((1, 3, 4, 6), np.float32), "im_shape": np.array([[4, 6]], np.float32),
          "scale_factor": np.array([[1, 1]], np.float32)}
     b = {"image": np.full((1, 3, 5, 3), 2, np.float32), "im_shape": np.array([[5, 3]], np.float32),
          "scale_factor": np.array([[0.5, 0.5]], np.float32)}
-    out = benchmark.stack_inputs([a, b])
+    out = predict.stack_batch([a, b])
     assert out["image"].shape == (2, 3, 5, 6)
     assert (out["image"][0, :, :4, :6] == 1).all() and (out["image"][0, :, 4:, :] == 0).all()
     assert (out["image"][1, :, :5, :3] == 2).all() and (out["image"][1, :, :, 3:] == 0).all()
     assert out["im_shape"].tolist() == [[4, 6], [5, 3]] and out["scale_factor"].tolist() == [[1, 1], [0.5, 0.5]]
-    assert benchmark.stack_inputs([a]) is a
+    assert predict.stack_batch([a]) is a
 
 
 def test_cpu_model_and_memory_probes(tmp_path):

@@ -55,10 +55,6 @@ def summarize(samples_ms: list[float], total_ms: float, count: int) -> dict:
     return {"mean": total_ms / count, "p50": percentile(samples_ms, 50), "p90": percentile(samples_ms, 90)}
 
 
-def batches_of(items: list, size: int) -> list[list]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
 def check_options(batch_size: int, threads: int, warmup: int, repeats: int) -> None:
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1 (got {batch_size})")
@@ -142,9 +138,9 @@ def environment(model, threads: int, use_gpu: bool) -> dict:
     except AttributeError:
         commit = None
     mkldnn, mkldnn_source = (None, "not used on GPU") if use_gpu else _mkldnn(model)
-    from trainctl.runner.predict import usable_cpus
+    from trainctl.launch.hostinfo import cpu_count
 
-    available = usable_cpus()
+    available = cpu_count()
     return {
         "paddle_version": paddle.__version__,
         "paddle_commit": commit,
@@ -166,19 +162,12 @@ def environment(model, threads: int, use_gpu: bool) -> dict:
 # ------------------------------------------------------------------ timing
 
 
-def stack_inputs(inputs: list[dict]) -> dict:
-    """One batch from single-image inputs, as `trainctl infer --batch-size` stacks it (predict.stack_batch)."""
-    from trainctl.runner.predict import stack_batch
-
-    return stack_batch(inputs)
-
-
 def time_batch(model, paths: list[str], threshold: float) -> tuple[dict, list, tuple]:
     """Run one batch through the three stages; returns (seconds per stage, detections, input shape)."""
-    from trainctl.runner.predict import rows_to_detections, split_rows
+    from trainctl.runner.predict import rows_to_detections, split_rows, stack_batch
 
     t0 = time.perf_counter()
-    inputs = stack_inputs([model.preprocess(model.read_rgb(p)) for p in paths])
+    inputs = stack_batch([model.preprocess(model.read_rgb(p)) for p in paths])  # as `trainctl infer --batch-size` stacks
     t1 = time.perf_counter()
     rows, counts = model.run(inputs)
     t2 = time.perf_counter()
@@ -205,7 +194,7 @@ def run_benchmark(model_dir: str, image_dir: str | None = None, batch_size: int 
         use_gpu = session.cuda_available()
     model = predict.ExportedModel(model_dir, threads=threads, use_gpu=use_gpu, onednn=onednn)
     rss_loaded = rss_mb()
-    batches = batches_of(images, batch_size)
+    batches = predict.batches_of(images, batch_size)
 
     for i in range(warmup):
         time_batch(model, batches[i % len(batches)], threshold)
@@ -325,7 +314,7 @@ def from_cli(config: str | None, model_dir: str | None, img: str | None, directo
     import json
 
     from trainctl import output
-    from trainctl.runner.predict import usable_cpus
+    from trainctl.launch.hostinfo import cpu_count
 
     given = {name: value for name, value in (("--warmup", warmup), ("--repeats", repeats),
                                             ("--json", as_json or None)) if value is not None}
@@ -338,7 +327,7 @@ def from_cli(config: str | None, model_dir: str | None, img: str | None, directo
         raise UserError("--benchmark measures an exported model", hint="pass --model-dir DIR (made by `trainctl export`), not -c")
     if not 0.0 <= threshold <= 1.0:
         raise UserError(f"--threshold {threshold} is not between 0 and 1")
-    cores = usable_cpus()
+    cores = cpu_count()
     threads = threads or cores
     if threads > cores:
         output.warn(f"--threads {threads} is more than the {cores} cores this process may use; expect slower, noisier times")

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from trainctl.errors import RuntimeFailure, UserError
 from trainctl.fsutil import atomic_write_bytes, atomic_write_text
+from trainctl.launch.hostinfo import cpu_count
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 GRID_RELATIVE_ARCHS = ("YOLO",)  # infer_cfg.yml `arch` values whose boxes padding would stretch
@@ -214,14 +215,6 @@ def split_rows(rows, counts, n_images: int) -> list:
     )
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask), else all the machine has."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 # --------------------------------------------------------- dynamic graph ----
 
 
@@ -328,8 +321,6 @@ class Preprocessor:
         return {"image": np.ascontiguousarray(im[None].astype(np.float32)), "im_shape": im_shape[None], "scale_factor": scale[None]}
 
 
-
-
 class ExportedModel:
     """Paddle Inference predictor over an exported model directory.
 
@@ -342,7 +333,7 @@ class ExportedModel:
         self.infer_cfg = load_infer_cfg(model_dir)
         self.labels = [str(x) for x in self.infer_cfg.get("label_list", [])]
         self.preprocess = Preprocessor(self.infer_cfg.get("Preprocess", []))
-        self.threads = max(1, threads or usable_cpus())
+        self.threads = max(1, threads or cpu_count())
         self.onednn_requested = onednn and not use_gpu
         # YOLOv3-family heads (arch YOLO, the yolo_box op) decode boxes relative to the
         # input's grid, so zero padding stretches them; pixel-based heads ignore padding
