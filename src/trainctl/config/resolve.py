@@ -24,6 +24,7 @@ from trainctl.errors import UserError
 
 BASE_KEY = "_BASE_"
 FILENAME_SOURCE = "trainctl: filename (the config's stem, as ppdet sets it)"
+OVERRIDE_SOURCE_PREFIX = "-o "  # a value set on the command line has the source "-o KEY=VALUE"
 _MISSING = object()
 
 
@@ -354,7 +355,7 @@ def apply_override(rc: ResolvedConfig, text: str) -> None:
     replaced an empty value), any key goes, in this and later overrides.
     """
     segments, value = parse_override(text)
-    source = f"-o {text}"
+    source = f"{OVERRIDE_SOURCE_PREFIX}{text}"
     node: Any = rc.data
     keys: list = []
     created = False

@@ -32,6 +32,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from trainctl.config.resolve import OVERRIDE_SOURCE_PREFIX
 from trainctl.errors import UserError
 
 MODES = ("linear", "sqrt", "none")
@@ -40,7 +41,6 @@ REF_GPUS_KEY = "trainctl.ref_gpus"
 BATCH_KEY = "TrainReader.batch_size"
 BASE_LR_KEY = "LearningRate.base_lr"
 SOURCE = "trainctl: lr scaling"
-OVERRIDE_PREFIX = "-o "  # how trainctl.config records a command-line override's provenance
 
 
 @dataclass
@@ -165,7 +165,7 @@ def _positive_int(value: Any) -> bool:
 
 
 def _is_override(source: str | None) -> bool:
-    return bool(source) and source.startswith(OVERRIDE_PREFIX)
+    return bool(source) and source.startswith(OVERRIDE_SOURCE_PREFIX)
 
 
 def compute(
