@@ -360,8 +360,7 @@ class Suite:
         if "trainctl" not in self._train_runs:
             shutil.rmtree(self.work / run_dir, ignore_errors=True)
             self.run(self.train_argv(run_dir), "trainctl train (the inference model)")
-        weights = self.work / run_dir / "model_final"
-        kept = self.work / "infer_weights"  # the training case's next run would overwrite run_dir
+        kept = self.work / "infer_weights"  # fixed inputs for the inference case, whatever later runs write
         shutil.rmtree(kept, ignore_errors=True)
         kept.mkdir(parents=True)
         for name in ("model_final.pdparams", "config.yml", "label_list.txt"):
