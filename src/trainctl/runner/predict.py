@@ -218,16 +218,12 @@ def split_rows(rows, counts, n_images: int) -> list:
 # --------------------------------------------------------- dynamic graph ----
 
 
-def predict_dynamic(flat_config: str, weights: str | None, images: list[str], threshold: float,
+def predict_dynamic(flat_config: str, weights: str, images: list[str], threshold: float,
                     batch_size: int = 1) -> tuple[list[Detection], list[str]]:
+    """`weights` as session.flat_config_and_weights resolved them (run_infer does that before paddle)."""
     from trainctl.runner import session
-    from trainctl.weights import resolve_weights
 
     cfg = session.load_flat_config(flat_config)
-    weights = weights or cfg.get("weights")
-    if not weights:
-        raise UserError("no weights for inference", hint="pass --weights PATH (e.g. output/<config>/model_final)")
-    weights = resolve_weights(weights, "weights")
     session.setup_device(cfg, "auto")
     label_file = session.ensure_test_labels(cfg, weights)
     labels = session.read_label_list(label_file)
@@ -495,7 +491,7 @@ def infer(
         source = f"exported model {model_dir}"
     else:
         detections, labels = predict_dynamic(flat_config, weights, images, threshold, batch_size)
-        source = f"dynamic graph, weights {weights or 'from config'}"
+        source = f"dynamic graph, weights {weights}"
         by_file: dict[str, list[Detection]] = {}
         for d in detections:
             by_file.setdefault(d.file, []).append(d)
