@@ -100,7 +100,7 @@ def test_arguments_reach_the_host_unchanged(site, tmp_path):
         record = json.loads((host_dir / f"argv-{rank}.json").read_text())
         argv = record["argv"]
         # the guard's own command line, then the node's trainctl command
-        assert argv[:4] == ["-m", "trainctl.launch.guard", "--grace", "10"]
+        assert argv[:4] == ["-m", "trainctl.cluster.guard", "--grace", "10"]
         node = argv[argv.index("--") + 1:]
         assert node[:4] == [str(recorder), "-m", "trainctl", "train"]
         assert node[node.index("--config") + 1] == CONFIG

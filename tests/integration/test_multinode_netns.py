@@ -1,7 +1,7 @@
 """Two "hosts" on one machine: two network namespaces joined by a veth pair.
 
-    namespace tcn<id>a: tva<id> 10.231.N.1/24   (node 0, hosts the master)
-    namespace tcn<id>b: tvb<id> 10.231.N.2/24   (node 1)
+    namespace tcn<id>0: tr<id>a 10.231.N.1/24   (node 0, hosts the master)
+    namespace tcn<id>1: tr<id>b 10.231.N.2/24   (node 1)
 
 Each runs the same `trainctl train --nnodes 2 --node-rank R --master 10.231.N.1:PORT
 --host IP --net tcp --ifname VETH` (via `ip netns exec`); the filesystem is
@@ -12,52 +12,20 @@ are deleted in the fixture's finally, even when the test fails.
 from __future__ import annotations
 
 import json
-import os
-import random
-import shutil
 import subprocess
 import sys
-import uuid
 
 import pytest
+
+from netns_pair import NetnsPair
 
 pytestmark = [pytest.mark.paddle, pytest.mark.netns]
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30)
-
-
 @pytest.fixture
 def two_hosts():
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    if shutil.which("ip") is None:
-        pytest.skip("needs iproute2 (ip)")
-    tag = uuid.uuid4().hex[:6]
-    subnet = random.randint(1, 250)
-    hosts = [
-        {"netns": f"tcn{tag}a", "ifname": f"tva{tag}", "addr": f"10.231.{subnet}.1"},
-        {"netns": f"tcn{tag}b", "ifname": f"tvb{tag}", "addr": f"10.231.{subnet}.2"},
-    ]
-    created = []
-    try:
-        for host in hosts:
-            _ip("netns", "add", host["netns"])
-            created.append(host["netns"])
-        _ip("link", "add", hosts[0]["ifname"], "type", "veth", "peer", "name", hosts[1]["ifname"])
-        for host in hosts:
-            _ip("link", "set", host["ifname"], "netns", host["netns"])
-            _ip("-n", host["netns"], "addr", "add", f"{host['addr']}/24", "dev", host["ifname"])
-            _ip("-n", host["netns"], "link", "set", host["ifname"], "up")
-            _ip("-n", host["netns"], "link", "set", "lo", "up")
-        yield hosts
-    finally:
-        for netns in created:  # deleting a namespace also removes its end of the veth pair
-            pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
-            for pid in pids:
-                subprocess.run(["kill", "-9", pid], capture_output=True)
-            subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+    with NetnsPair(prefix="tcn", second_octet=231) as pair:
+        yield [{"netns": pair.ns[i], "ifname": pair.ifname[i], "addr": pair.addr[i]} for i in (0, 1)]
 
 
 def test_two_nodes_over_tcp_in_network_namespaces(two_hosts, tmp_path):

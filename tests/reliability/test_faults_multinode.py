@@ -10,17 +10,16 @@ leaving no process behind, instead of waiting for its peer forever.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from conftest import processes_matching, wait_for
+from netns_pair import NetnsPair
 
 pytestmark = [pytest.mark.paddle, pytest.mark.netns]
 
@@ -28,62 +27,10 @@ SMOKE = "roadsign_cpu_smoke.yml"
 PEER_LOSS_SECONDS = int(os.environ.get("TRAINCTL_TEST_PEER_LOSS_S", "120"))  # node 0 has exited this long after node 1 died
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True, timeout=30)
-
-
-class NetnsPair:
-    """Two namespaces, veth ends `<tag>a`/`<tag>b` holding 10.233.N.1 and 10.233.N.2."""
-
-    def __init__(self) -> None:
-        tag = uuid.uuid4().hex[:6]
-        self.ns = [f"tcrel{tag}0", f"tcrel{tag}1"]
-        self.ifname = [f"tr{tag}a", f"tr{tag}b"]
-        net = 100 + int(tag[:2], 16) % 100
-        self.addr = [f"10.233.{net}.1", f"10.233.{net}.2"]
-
-    def up(self) -> None:
-        for ns in self.ns:
-            _ip("netns", "add", ns)
-            _ip("-n", ns, "link", "set", "lo", "up")
-        _ip("link", "add", self.ifname[0], "type", "veth", "peer", "name", self.ifname[1])
-        for i in (0, 1):
-            _ip("link", "set", self.ifname[i], "netns", self.ns[i])
-            _ip("-n", self.ns[i], "addr", "add", f"{self.addr[i]}/24", "dev", self.ifname[i])
-            _ip("-n", self.ns[i], "link", "set", self.ifname[i], "up")
-
-    def pids(self, i: int) -> list[int]:
-        out = _ip("netns", "pids", self.ns[i], check=False).stdout
-        return [int(p) for p in out.split()]
-
-    def kill_all(self, i: int) -> None:
-        for pid in self.pids(i):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-    def cut(self, i: int) -> None:
-        """Take node i off the network (no RST or FIN reaches the peer, as when a machine loses power)."""
-        _ip("-n", self.ns[i], "link", "set", self.ifname[i], "down")
-
-    def down(self) -> None:
-        for i in (0, 1):
-            self.kill_all(i)
-        for ns in self.ns:
-            _ip("netns", "del", ns, check=False)
-
-
 @pytest.fixture
 def pair():
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2 for network namespaces")
-    pair = NetnsPair()
-    try:
-        pair.up()
+    with NetnsPair() as pair:
         yield pair
-    finally:
-        pair.down()
 
 
 def _start_node(pair: NetnsPair, rank: int, work: Path, port: int) -> subprocess.Popen:

@@ -9,7 +9,7 @@ import pytest
 
 from trainctl.cli import main
 from trainctl.errors import UserError
-from trainctl.launch.cluster import apply_slurm
+from trainctl.cluster.dispatch import apply_slurm
 
 PY = sys.executable
 
@@ -184,8 +184,8 @@ def test_multi_host_code_never_imports_paddle(tmp_path):
     (tmp_path / "hosts.txt").write_text("10.0.0.1\n10.0.0.2\n")
     code = (
         "import sys\n"
-        "import trainctl.launch.cluster, trainctl.launch.ssh, trainctl.launch.preflight, trainctl.launch.guard\n"
-        "import trainctl.launch.slurm, trainctl.launch.hostfile, trainctl.cli.slurm, trainctl.cli.multihost\n"
+        "import trainctl.cluster.dispatch, trainctl.cluster.ssh, trainctl.cluster.preflight, trainctl.cluster.guard\n"
+        "import trainctl.cluster.slurm, trainctl.cluster.hostfile, trainctl.cli.slurm, trainctl.cli.multihost\n"
         "from trainctl.cli import main\n"
         "try:\n"
         "    main(['train', '-c', 'roadsign.yml', '--hostfile', 'hosts.txt', '--dry-run'])\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trainctl.errors import UserError
-from trainctl.launch.hostfile import HostSpec, parse_host_entry, parse_hostfile_text, parse_hosts_arg, read_hostfile
+from trainctl.cluster.hostfile import HostSpec, parse_host_entry, parse_hostfile_text, parse_hosts_arg, read_hostfile
 
 
 def test_hostfile_all_forms(tmp_path):

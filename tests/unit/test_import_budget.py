@@ -15,17 +15,17 @@ import textwrap
 
 import pytest
 
-from trainctl.launch.cluster import apply_slurm
-from trainctl.launch.clusteropts import slurm_may_apply
+from trainctl.cluster.dispatch import apply_slurm
+from trainctl.cluster.options import slurm_may_apply
 
 # loaded by a single-node dry run only if an import went back to the top of a module
 NOT_FOR_SINGLE_NODE = (
-    "trainctl.launch.ssh",
-    "trainctl.launch.cluster",
-    "trainctl.launch.slurm",
-    "trainctl.launch.hostfile",
-    "trainctl.launch.preflight",
-    "trainctl.launch.guard",
+    "trainctl.cluster.ssh",
+    "trainctl.cluster.dispatch",
+    "trainctl.cluster.slurm",
+    "trainctl.cluster.hostfile",
+    "trainctl.cluster.preflight",
+    "trainctl.cluster.guard",
     "trainctl.launch.executor",
     "trainctl.runrecord",
     "trainctl.runner.worker",
@@ -95,7 +95,7 @@ def test_help_loads_no_command_and_no_layer(tmp_path):
 def test_command_help_loads_no_pipeline(command, tmp_path):
     code, modules, text = loaded_after([command, "--help"], tmp_path)
     assert code == 0 and "Examples:" in text
-    heavy = ("trainctl.launch.flow", "trainctl.launch.plan", "trainctl.launch.ssh", "trainctl.launch.cluster",
+    heavy = ("trainctl.launch.flow", "trainctl.launch.plan", "trainctl.cluster.ssh", "trainctl.cluster.dispatch",
              "trainctl.config", "trainctl.runner", "paddle", "ppdet", "yaml", "json", "subprocess")
     assert _present(modules, heavy) == []  # eval's flags come from cli.train and the light clusteropts only
 
@@ -105,9 +105,9 @@ def test_the_probe_sees_lazy_modules_when_a_run_needs_them(tmp_path):
     code, modules, text = loaded_after(["train", "-c", "roadsign.yml", "--hosts", "10.0.0.1,10.0.0.2",
                                         "--dry-run=json"], tmp_path)
     assert code == 0, text
-    assert _present(modules, ("trainctl.launch.ssh", "trainctl.launch.hostfile", "trainctl.launch.cluster",
-                              "json")) == ["json", "trainctl.launch.cluster", "trainctl.launch.hostfile",
-                                           "trainctl.launch.ssh"]
+    assert _present(modules, ("trainctl.cluster.ssh", "trainctl.cluster.hostfile", "trainctl.cluster.dispatch",
+                              "json")) == ["json", "trainctl.cluster.dispatch", "trainctl.cluster.hostfile",
+                                           "trainctl.cluster.ssh"]
 
 
 def test_srun_step_still_reaches_the_slurm_layer(tmp_path):
@@ -118,7 +118,7 @@ def test_srun_step_still_reaches_the_slurm_layer(tmp_path):
                                        tmp_path, env)
     assert code == 0, text
     assert "Slurm job 55: node 1 of 2" in text and "--nnodes 2 --rank 1" in text
-    assert "trainctl.launch.slurm" in modules
+    assert "trainctl.cluster.slurm" in modules
 
 
 BASE = dict(device="auto", gpus=None, nproc=None, launcher="paddle", nnodes=1, node_rank=0, master=None,

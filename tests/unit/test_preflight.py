@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from trainctl.errors import RuntimeFailure, UserError
-from trainctl.launch.hostfile import parse_hostfile_text
-from trainctl.launch.preflight import (
+from trainctl.cluster.hostfile import parse_hostfile_text
+from trainctl.cluster.preflight import (
     MARK,
     ProbeResult,
     evaluate,
@@ -21,7 +21,7 @@ from trainctl.launch.preflight import (
     probe_payload,
     raise_for,
 )
-from trainctl.launch.ssh import plan_fanout
+from trainctl.cluster.ssh import plan_fanout
 
 PY = sys.executable
 

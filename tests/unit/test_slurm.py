@@ -7,7 +7,7 @@ import shlex
 import pytest
 
 from trainctl.errors import UserError
-from trainctl.launch.slurm import (
+from trainctl.cluster.slurm import (
     default_master_port,
     expand_nodelist,
     gpus_from_env,

@@ -17,9 +17,9 @@ import time
 import pytest
 
 from trainctl.errors import RuntimeFailure, UserError
-from trainctl.launch.guard import descendants
-from trainctl.launch.hostfile import parse_hostfile_text
-from trainctl.launch.ssh import (
+from trainctl.cluster.guard import descendants
+from trainctl.cluster.hostfile import parse_hostfile_text
+from trainctl.cluster.ssh import (
     FanOut,
     SshSettings,
     device_args_for,
@@ -127,7 +127,7 @@ def test_remote_command_quotes_once_and_runs_nothing(tmp_path):
 
 def _start_guard(tmp_path, script, grace="2"):
     return subprocess.Popen(
-        [PY, "-m", "trainctl.launch.guard", "--grace", grace, "--", "sh", "-c", script],
+        [PY, "-m", "trainctl.cluster.guard", "--grace", grace, "--", "sh", "-c", script],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
     )
 

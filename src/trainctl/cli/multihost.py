@@ -1,11 +1,11 @@
-"""The multi-host flags of `trainctl train` (ssh fan-out and Slurm); logic in trainctl.launch.cluster."""
+"""The multi-host flags of `trainctl train` (ssh fan-out and Slurm); logic in trainctl.cluster.dispatch."""
 
 from __future__ import annotations
 
 import click
 
-# the light module, not trainctl.launch.ssh: these flags are built on every `trainctl train`
-from trainctl.launch.clusteropts import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MASTER_PORT
+# the light module, not trainctl.cluster.ssh: these flags are built on every `trainctl train`
+from trainctl.cluster.options import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MASTER_PORT
 
 
 def cluster_options(func):

@@ -41,7 +41,7 @@ def slurm_script(nodes, gpus_per_node, config, time_limit, partition, account, c
     from trainctl.config import find_config
     from trainctl.errors import UserError
     from trainctl.fsutil import atomic_write_text
-    from trainctl.launch.slurm import sbatch_script
+    from trainctl.cluster.slurm import sbatch_script
 
     find_config(config)  # a typo fails here, not on the cluster an hour later
     args = [a for a in train_args if a != "--"]

@@ -57,12 +57,12 @@ def ppdet_style_overrides(overrides, extra) -> list[str]:
 def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | None = None):
     from trainctl.launch.plan import LaunchOptions
 
-    # --- multi-host (trainctl.launch.cluster): --launcher slurm / srun step -> node and device flags
-    from trainctl.launch.clusteropts import slurm_may_apply
+    # --- multi-host (trainctl.cluster.dispatch): --launcher slurm / srun step -> node and device flags
+    from trainctl.cluster.options import slurm_may_apply
 
     master_port = kwargs.pop("master_port", None)
     if slurm_may_apply(kwargs, os.environ):  # the Slurm layer is loaded only when it can matter
-        from trainctl.launch.cluster import apply_slurm
+        from trainctl.cluster.dispatch import apply_slurm
 
         kwargs = apply_slurm(kwargs, master_port=master_port)
     # --- end multi-host
@@ -123,14 +123,14 @@ def train(config, overrides, extra_overrides, eval_during_train, resume, weights
     """
     overrides = ppdet_style_overrides(overrides, extra_overrides)
     click.get_current_context().params["overrides"] = tuple(overrides)  # so a fan-out forwards them too
-    # --- multi-host (trainctl.launch.cluster): ssh fan-out from --hostfile/--hosts
-    from trainctl.launch.clusteropts import pop_cluster_options
+    # --- multi-host (trainctl.cluster.dispatch): ssh fan-out from --hostfile/--hosts
+    from trainctl.cluster.options import pop_cluster_options
 
     copts = pop_cluster_options(launch_kwargs)
     if copts.fanout:
-        from trainctl.launch import cluster  # ssh, hostfile, preflight: only for a fan-out
+        from trainctl.cluster import dispatch  # ssh, hostfile, preflight: only for a fan-out
 
-        cluster.run_from_cli(click.get_current_context(), copts, "train")
+        dispatch.run_from_cli(click.get_current_context(), copts, "train")
         return
     launch_kwargs["master_port"] = copts.master_port  # used by --launcher slurm
     # --- end multi-host

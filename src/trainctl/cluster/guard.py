@@ -1,6 +1,6 @@
 """Remote end of an ssh fan-out: run one command, and kill all of it when ssh goes away.
 
-    python -m trainctl.launch.guard [--grace SECONDS] -- COMMAND ARGS...
+    python -m trainctl.cluster.guard [--grace SECONDS] -- COMMAND ARGS...
 
 Without a terminal, sshd does not signal the remote command when the ssh client dies
 or is killed (and `ssh -tt` mangles output and still leaves grandchildren behind). So
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["--"]:
         args = args[1:]
     if not args:
-        print("usage: python -m trainctl.launch.guard [--grace S] -- COMMAND ARGS...", file=sys.stderr)
+        print("usage: python -m trainctl.cluster.guard [--grace S] -- COMMAND ARGS...", file=sys.stderr)
         return 2
     return Guard(args, grace).run()
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from trainctl.errors import UserError
-from trainctl.launch.clusteropts import in_slurm_step  # noqa: F401 (re-exported; cheap for the CLI)
+from trainctl.cluster.options import in_slurm_step  # noqa: F401 (re-exported; cheap for the CLI)
 
 MASTER_PORT_BASE = 20000
 MASTER_PORT_SPAN = 20000

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from trainctl import output
 from trainctl.errors import RuntimeFailure, UserError
-from trainctl.launch.ssh import FanoutPlan, RemoteNode
+from trainctl.cluster.ssh import FanoutPlan, RemoteNode
 
 MARK = "TRAINCTL-PREFLIGHT "
 PACKAGES = {"trainctl": ("trainctl",), "paddle": ("paddlepaddle-gpu", "paddlepaddle"), "paddledet": ("paddledet",)}

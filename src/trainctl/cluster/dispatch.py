@@ -3,11 +3,11 @@
 The click command hands over its parsed parameters; this module decides:
 
 - `--hostfile/--hosts`: rebuild the user's own flags (only those given on the command
-  line), plan one ssh command per host (trainctl.launch.ssh), run the preflight
-  (trainctl.launch.preflight) and the fan-out; `--dry-run` prints the ssh commands;
+  line), plan one ssh command per host (trainctl.cluster.ssh), run the preflight
+  (trainctl.cluster.preflight) and the fan-out; `--dry-run` prints the ssh commands;
 - `--launcher slurm`, or an srun step detected from SLURM_* variables: fill
   --nnodes/--node-rank/--master/--host and the devices from Slurm
-  (trainctl.launch.slurm) and continue with the normal single-node launch.
+  (trainctl.cluster.slurm) and continue with the normal single-node launch.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from click.core import ParameterSource
 
 from trainctl import output
 from trainctl.errors import UserError
-from trainctl.launch import slurm as slurmmod
-from trainctl.launch.clusteropts import CLUSTER_PARAMS, ClusterOptions, pop_cluster_options  # noqa: F401 (re-exported)
-from trainctl.launch.hostfile import HostSpec, parse_hosts_arg, read_hostfile
-from trainctl.launch.ssh import (
+from trainctl.cluster import slurm as slurmmod
+from trainctl.cluster.options import CLUSTER_PARAMS, ClusterOptions, pop_cluster_options  # noqa: F401 (re-exported)
+from trainctl.cluster.hostfile import HostSpec, parse_hosts_arg, read_hostfile
+from trainctl.cluster.ssh import (
     DEFAULT_MASTER_PORT,
     FanoutPlan,
     SshSettings,
@@ -180,7 +180,7 @@ def plan_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train"
 def plan_json(plan: FanoutPlan) -> str:
     """--dry-run=json; secret-looking values are masked (in what is printed, not in what runs)."""
     from trainctl.launch.envutil import mask_secrets
-    from trainctl.launch.ssh import mask_argv, masked_command
+    from trainctl.cluster.ssh import mask_argv, masked_command
 
     def shown(n) -> str:
         return masked_command(n.workdir, dict(n.env), n.argv, plan.python, plan.grace)
@@ -209,7 +209,7 @@ def plan_json(plan: FanoutPlan) -> str:
 
 def run_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train") -> None:
     """`trainctl train --hostfile/--hosts`: dry run, or preflight and fan-out."""
-    from trainctl.launch import preflight
+    from trainctl.cluster import preflight
 
     warnings: list[str] = []
     plan = plan_from_cli(ctx, copts, task, warnings)
@@ -282,7 +282,7 @@ def apply_slurm(kwargs: dict, master_port: int | None = None, env: Mapping[str, 
 
 
 def _resolve(name: str, resolve) -> str:
-    from trainctl.launch.ssh import is_ip
+    from trainctl.cluster.ssh import is_ip
 
     if is_ip(name):
         return name

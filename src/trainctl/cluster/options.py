@@ -2,7 +2,7 @@
 
 Cheap to import on purpose (no ssh, sockets, subprocesses or hostfile parsing):
 `trainctl train` needs these on every run, while the multi-host layer
-(trainctl.launch.cluster, ssh, hostfile, slurm) is loaded only when a run
+(trainctl.cluster.dispatch, ssh, hostfile, slurm) is loaded only when a run
 really fans out over ssh or runs under Slurm.
 """
 

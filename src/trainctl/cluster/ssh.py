@@ -3,7 +3,7 @@
 Every host runs trainctl's own single-node launch for its rank:
 
     ssh -o BatchMode=yes ... -- HOST \\
-      'cd WORKDIR && exec env K=V ... PYTHON -m trainctl.launch.guard --grace G -- \\
+      'cd WORKDIR && exec env K=V ... PYTHON -m trainctl.cluster.guard --grace G -- \\
        PYTHON -m trainctl train <the user's args> --nnodes N --node-rank R \\
        --master FIRST_ADDR:PORT --host THIS_ADDR [--ifname IF] [--gpus ...]'
 
@@ -13,7 +13,7 @@ its own run directory and worker logs. The remote sshd hands the command string 
 login shell, so it is built once with shlex.quote for every word: paths with spaces or
 `;` arrive unchanged and nothing in them is executed.
 
-`guard` (trainctl.launch.guard) ends the remote process tree when the ssh session
+`guard` (trainctl.cluster.guard) ends the remote process tree when the ssh session
 closes; FanOut closes every session when one host fails or on Ctrl-C/SIGTERM.
 
 The planning half (`plan_fanout`, `RemoteNode`) is pure; `FanOut` starts processes.
@@ -34,8 +34,8 @@ from typing import Callable, Sequence
 
 from trainctl import output
 from trainctl.errors import RuntimeFailure, UserError
-from trainctl.launch.clusteropts import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MASTER_PORT  # noqa: F401 (re-exported)
-from trainctl.launch.hostfile import HostSpec
+from trainctl.cluster.options import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MASTER_PORT  # noqa: F401 (re-exported)
+from trainctl.cluster.hostfile import HostSpec
 
 DEFAULT_GRACE = 10.0  # seconds a remote job gets between SIGTERM and SIGKILL
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -89,7 +89,7 @@ def remote_command(workdir: str, env: dict[str, str], argv: Sequence[str], pytho
             raise UserError(f"environment variable name {key!r} is not valid", hint="use letters, digits and _")
     words = ["exec", "env"]
     words += [f"{key}={value}" for key, value in env.items()]
-    words += [python, "-m", "trainctl.launch.guard", "--grace", f"{grace:g}", "--"]
+    words += [python, "-m", "trainctl.cluster.guard", "--grace", f"{grace:g}", "--"]
     words += list(argv)
     return f"cd {shlex.quote(workdir)} && " + " ".join(shlex.quote(w) for w in words)
 
