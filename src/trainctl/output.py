@@ -22,6 +22,16 @@ def is_quiet() -> bool:
     return _state["quiet"]
 
 
+def progress_mode() -> str:
+    """How workers show training progress, decided here where the terminal is known
+    (a worker's own output is a pipe to the launcher): quiet under -q, the live line
+    ("tty") when stdout is a terminal outside CI, else ppdet's plain log lines."""
+    if _state["quiet"]:
+        return "quiet"
+    interactive = hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+    return "tty" if interactive and not os.environ.get("CI") else "plain"
+
+
 def _color() -> bool:
     return sys.stderr.isatty() and not os.environ.get("NO_COLOR")
 

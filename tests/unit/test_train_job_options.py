@@ -20,7 +20,7 @@ class _Done:
         return {}
 
 
-@pytest.mark.parametrize("quiet, progress", [(False, "auto"), (True, "quiet")])
+@pytest.mark.parametrize("quiet, progress", [(False, "plain"), (True, "quiet")])  # stdout is not a terminal here
 def test_keep_vdl_and_quiet_reach_the_job(tmp_path, monkeypatch, quiet, progress):
     monkeypatch.setitem(output._state, "quiet", False)  # restored after the test: -q sets it process-wide
     write_sample_dataset(tmp_path / "dataset" / "roadsign_voc", images=4, seed=1)

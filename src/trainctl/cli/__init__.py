@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("trainctl.cli.data", "data", "Make sample data and check datasets."),
     "config": ("trainctl.cli.config", "config", "Show, trace and validate layered configs."),
     "doctor": ("trainctl.cli.doctor", "doctor", "Diagnose the environment: paddle, GPUs, NCCL, network."),
+    "sweep": ("trainctl.cli.sweep", "sweep", "Train every combination of a few config values, as ordinary runs."),
     "runs": ("trainctl.cli.runs", "runs", "List training runs and their status."),
     "board": ("trainctl.cli.board", "board", "Open VisualDL on one or several runs."),
     "slurm-script": ("trainctl.cli.slurm", "slurm_script", "Print an sbatch script for a Slurm cluster."),

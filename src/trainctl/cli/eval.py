@@ -16,9 +16,11 @@ from trainctl.cli.train import launch_options, launch_options_from, ppdet_style_
 @click.option("--weights", metavar="W", help="Weights to evaluate (default: the config's `weights`).")
 @click.option("--output", metavar="DIR", help="Run directory (default output/<config name>/eval).")
 @click.option("--no-data-check", is_flag=True, help="Skip the dataset check before launch.")
+@click.option("--classwise", is_flag=True,
+              help="Also the AP of each class (VOC or COCO metric) and its precision-recall curve (PNG in the run directory).")
 @launch_options
 @click.argument("extra_overrides", nargs=-1, metavar="")
-def eval_cmd(config, overrides, extra_overrides, weights, output, no_data_check, **launch_kwargs) -> None:
+def eval_cmd(config, overrides, extra_overrides, weights, output, no_data_check, classwise, **launch_kwargs) -> None:
     """Evaluate weights and print the metric (VOC mAP or COCO AP).
 
     \b
@@ -26,11 +28,12 @@ def eval_cmd(config, overrides, extra_overrides, weights, output, no_data_check,
       trainctl eval -c roadsign_cpu_smoke.yml --weights output/roadsign_cpu_smoke/model_final
       trainctl eval -c roadsign.yml --weights output/roadsign/best_model --gpus 0,1
       trainctl eval -c roadsign.yml --gpus 0 --dry-run
+      trainctl eval -c roadsign_cpu.yml --weights output/roadsign_cpu/best_model --classwise   # AP per class
     """
     from trainctl.launch import flow
 
     topts = flow.TaskOptions(config=config, overrides=ppdet_style_overrides(overrides, extra_overrides), weights=weights, output=output,
-                             no_data_check=no_data_check, dry_run=launch_kwargs.pop("dry_run"))
+                             no_data_check=no_data_check, dry_run=launch_kwargs.pop("dry_run"), classwise=classwise)
     lopts = launch_options_from(launch_kwargs)
     code = flow.run("eval", topts, lopts, argv=["trainctl"] + sys.argv[1:])
     if code:

@@ -76,33 +76,59 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
     )
 
 
+def train_options(output_help: str = "Run directory (default output/<config name>).",
+                  seed_help: str = "Seed python, numpy and paddle in every worker (rank r uses S + r); recorded in run.json.",
+                  resume: bool = True):
+    """The flags of a training run (config, overrides, checkpoints, LR, seed), shared by train and sweep."""
+    options = [
+        click.option("-c", "--config", required=True, help="Config file, or the name of a bundled config (roadsign.yml)."),
+        click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+                     help="Override a config value (repeatable; ppdet's -o a=1 b=2 works too); list items by index: a.0.b=1."),
+        click.option("--eval", "eval_during_train", is_flag=True, help="Evaluate after each snapshot epoch."),
+        *([click.option("-r", "--resume", metavar="CKPT|auto", help="Resume weights, optimizer and epoch from a checkpoint.")]
+          if resume else []),
+        click.option("--weights", metavar="W", help="Start from these weights (fine-tune; mismatched shapes skipped)."),
+        click.option("--amp", is_flag=True, help="Automatic mixed precision (GPU)."),
+        click.option("--output", metavar="DIR", help=output_help),
+        click.option("--no-pretrained", is_flag=True, help="Ignore the config's pretrain_weights (train from scratch)."),
+        click.option("--sample-data", is_flag=True, help="Write the built-in sample dataset where the config expects data, if missing."),
+        click.option("--no-data-check", is_flag=True, help="Skip the dataset check before launch."),
+        click.option("--vdl", is_flag=True, help="Write VisualDL scalars under the run directory."),
+        click.option("--keep", "keep_checkpoints", type=click.IntRange(min=1), metavar="N",
+                     help="Keep only the newest N epoch checkpoints (model_final and best_model are always kept)."),
+        click.option("--lr-scale", type=click.Choice(["linear", "sqrt", "none"]), default="linear", show_default=True,
+                     help="Scale base_lr and warmup steps from the config files' total batch (reference GPUs x batch_size) "
+                          "to this run's (devices x batch after -o); a -o base_lr is used as given."),
+        click.option("--ref-gpus", type=int, metavar="N",
+                     help="GPUs the config's LR is tuned for (default: config key trainctl.ref_gpus, else 8)."),
+        click.option("--seed", type=click.IntRange(min=0), metavar="S", help=seed_help),
+    ]
+
+    def decorate(func):
+        for option in reversed(options):
+            func = option(func)
+        return func
+    return decorate
+
+
+TRAIN_FLAGS = ("eval_during_train", "resume", "weights", "amp", "output", "no_pretrained", "sample_data",
+               "no_data_check", "vdl", "keep_checkpoints", "seed")
+
+
+def task_options(config, overrides, kwargs: dict):
+    """flow.TaskOptions from train's flags (popped from kwargs; what is left are the launch flags)."""
+    from trainctl.launch import flow
+
+    values = {name: kwargs.pop(name) for name in TRAIN_FLAGS if name in kwargs}
+    return flow.TaskOptions(config=config, overrides=list(overrides), dry_run=kwargs.pop("dry_run"), **values)
+
+
 @click.command("train", context_settings={"max_content_width": 100})
-@click.option("-c", "--config", required=True, help="Config file, or the name of a bundled config (roadsign.yml).")
-@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value (repeatable; ppdet's -o a=1 b=2 works too); list items by index: a.0.b=1.")
-@click.option("--eval", "eval_during_train", is_flag=True, help="Evaluate after each snapshot epoch.")
-@click.option("-r", "--resume", metavar="CKPT|auto", help="Resume weights, optimizer and epoch from a checkpoint.")
-@click.option("--weights", metavar="W", help="Start from these weights (fine-tune; mismatched shapes skipped).")
-@click.option("--amp", is_flag=True, help="Automatic mixed precision (GPU).")
-@click.option("--output", metavar="DIR", help="Run directory (default output/<config name>).")
-@click.option("--no-pretrained", is_flag=True, help="Ignore the config's pretrain_weights (train from scratch).")
-@click.option("--sample-data", is_flag=True, help="Write the built-in sample dataset where the config expects data, if missing.")
-@click.option("--no-data-check", is_flag=True, help="Skip the dataset check before launch.")
-@click.option("--vdl", is_flag=True, help="Write VisualDL scalars under the run directory.")
-@click.option("--keep", "keep_checkpoints", type=click.IntRange(min=1), metavar="N",
-              help="Keep only the newest N epoch checkpoints (model_final and best_model are always kept).")
-@click.option("--lr-scale", type=click.Choice(["linear", "sqrt", "none"]), default="linear", show_default=True,
-              help="Scale base_lr and warmup steps from the config files' total batch (reference GPUs x batch_size) "
-                   "to this run's (devices x batch after -o); a -o base_lr is used as given.")
-@click.option("--ref-gpus", type=int, metavar="N",
-              help="GPUs the config's LR is tuned for (default: config key trainctl.ref_gpus, else 8).")
-@click.option("--seed", type=click.IntRange(min=0), metavar="S",
-              help="Seed python, numpy and paddle in every worker (rank r uses S + r); recorded in run.json.")
+@train_options()
 @launch_options
 @cluster_options
 @click.argument("extra_overrides", nargs=-1, metavar="")
-def train(config, overrides, extra_overrides, eval_during_train, resume, weights, amp, output, no_pretrained, sample_data,
-          no_data_check, vdl, keep_checkpoints, lr_scale, ref_gpus, seed, **launch_kwargs) -> None:
+def train(config, overrides, extra_overrides, lr_scale, ref_gpus, **launch_kwargs) -> None:
     """Train a model: one process, several devices, or several nodes.
 
     \b
@@ -138,12 +164,7 @@ def train(config, overrides, extra_overrides, eval_during_train, resume, weights
     # --- end multi-host
     from trainctl.launch import flow
 
-    topts = flow.TaskOptions(
-        config=config, overrides=list(overrides), eval_during_train=eval_during_train, resume=resume,
-        weights=weights, amp=amp, output=output, no_pretrained=no_pretrained, sample_data=sample_data,
-        no_data_check=no_data_check, vdl=vdl, keep_checkpoints=keep_checkpoints, dry_run=launch_kwargs.pop("dry_run"),
-        seed=seed,
-    )
+    topts = task_options(config, overrides, launch_kwargs)
     lopts = launch_options_from(launch_kwargs, lr_scale=lr_scale, ref_gpus=ref_gpus)
     code = flow.run("train", topts, lopts, argv=["trainctl"] + sys.argv[1:])
     if code:

@@ -205,18 +205,22 @@ def _annotation_xml(filename: str, width: int, height: int, objects: list[tuple[
     return "\n".join(parts) + "\n"
 
 
-def render_image(rng: random.Random, width: int, height: int) -> tuple[Canvas, list[tuple[str, tuple[int, int, int, int]]]]:
-    """One scene: background plus 1-3 non-overlapping signs on poles."""
+def render_image(rng: random.Random, width: int, height: int, sign_size: tuple[float, float] = (1 / 8, 1 / 3),
+                 max_signs: int = 3) -> tuple[Canvas, list[tuple[str, tuple[int, int, int, int]]]]:
+    """One scene: background plus 1..max_signs non-overlapping signs on poles.
+
+    sign_size: the smallest and largest sign side as fractions of the image's shorter side."""
     canvas = Canvas(width, height)
     _background(canvas, rng)
     objects: list[tuple[str, tuple[int, int, int, int]]] = []
     placed: list[tuple[int, int, int, int]] = []
     short = min(width, height)
     plan: list[tuple[str, int, int, int]] = []
-    for _ in range(rng.randint(1, 3)):
+    lo, hi = max(16, int(short * sign_size[0])), max(20, int(short * sign_size[1]))
+    for _ in range(rng.randint(1, max_signs)):
         cls = rng.choice(CLASSES)
         for _attempt in range(20):
-            size = rng.randint(max(16, short // 8), max(20, short // 3))
+            size = rng.randint(lo, max(lo, hi))
             x0 = rng.randint(2, width - size - 2)
             y0 = rng.randint(2, max(2, height - size - 12))
             candidate = (x0, y0, x0 + size, y0 + size)
@@ -240,6 +244,8 @@ def write_sample_dataset(
     width: int = 320,
     height: int = 240,
     valid_every: int = 5,
+    sign_size: tuple[float, float] = (1 / 8, 1 / 3),
+    max_signs: int = 3,
 ) -> SampleSummary:
     """Write the synthetic dataset into out_dir; every `valid_every`-th image goes to valid.txt.
 
@@ -256,7 +262,7 @@ def write_sample_dataset(
     valid_lines: list[str] = []
     per_class = {c: 0 for c in CLASSES}
     for i in range(images):
-        canvas, objects = render_image(rng, width, height)
+        canvas, objects = render_image(rng, width, height, sign_size, max_signs)
         name = f"road{i}"
         (out / "images" / f"{name}.png").write_bytes(canvas.png())
         (out / "annotations" / f"{name}.xml").write_text(_annotation_xml(f"{name}.png", width, height, objects))

@@ -297,8 +297,24 @@ class _Pump(threading.Thread):
         self.tail: collections.deque[str] = collections.deque(maxlen=200)
         self.failures: list[tuple[int, str, int, str]] = []
 
+    def _pieces(self):
+        """The child's output as it comes: whole lines, and also the pieces a live progress
+        line rewrites with a carriage return (so a terminal shows it while it changes)."""
+        pending = b""
+        for chunk in iter(lambda: self.stream.read1(65536), b""):
+            pending += chunk
+            while True:
+                ends = [i for i in (pending.find(b"\n"), pending.find(b"\r")) if i >= 0]
+                if not ends:
+                    break
+                cut = min(ends) + 1
+                yield pending[:cut]
+                pending = pending[cut:]
+        if pending:
+            yield pending
+
     def run(self) -> None:
-        for raw in iter(self.stream.readline, b""):
+        for raw in self._pieces():
             # a worker's one-line error is not output: trainctl reports it on stderr (flow.launch)
             if not raw.startswith(WORKER_ERROR_PREFIX.encode()):
                 try:
@@ -312,7 +328,9 @@ class _Pump(threading.Thread):
                     self.log_file.flush()
                 except (OSError, ValueError):  # closed after a leftover process kept the pipe open
                     self.log_file = None
-            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if raw.endswith(b"\r"):
+                continue  # a live line being rewritten: shown and logged, not a line of the tail
+            line = raw.decode("utf-8", "replace").rstrip("\n").lstrip("\r")
             self.tail.append(line)
             match = _FAILED_RE.search(line)
             if match and match.group(2).lower().startswith("fail"):

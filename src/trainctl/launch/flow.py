@@ -35,6 +35,7 @@ class TaskOptions:
     keep_checkpoints: int | None = None  # train --keep N
     seed: int | None = None  # train --seed S: rank r seeds python, numpy and paddle with S + r
     dry_run: str | None = None  # None, "text" or "json"
+    classwise: bool = False  # eval --classwise: per-class AP and PR curves
 
 
 def default_run_dir(task: str, config_name: str, output_dir: str | None) -> str:
@@ -181,7 +182,8 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     Job(task=task, config=config_path, run_dir=plan.run_dir, device=plan.device.kind,
         eval_during_train=topts.eval_during_train, resume=topts.resume, weights=topts.weights,
         amp=topts.amp, vdl=topts.vdl, keep_checkpoints=topts.keep_checkpoints, seed=topts.seed,
-        progress="quiet" if output.is_quiet() else "auto").save(run_dir / "job.json")
+        progress=output.progress_mode(),
+        extra={"classwise": True} if topts.classwise else {}).save(run_dir / "job.json")
 
     record = RunRecord(run_dir, argv, plan.to_dict(mask=True),
                        extra={"config": str(rc.path), "overrides": list(rc.overrides), "seed": topts.seed})

@@ -77,6 +77,56 @@ class VisualDLScalars(Callback):
             self.writer.close()
 
 
+HISTORY_FILE = "history.jsonl"  # read by trainctl.runs (runs compare)
+
+
+class LossHistory(Callback):
+    """One JSON line per training step in <run_dir>/history.jsonl: {"epoch", "step", "loss"} (rank 0).
+
+    `trainctl runs compare` reads it for the final loss and the loss curves. A resumed run
+    keeps the lines of the epochs it resumes after; a run started again from scratch starts
+    the file again."""
+
+    def __init__(self, trainer, run_dir: str):
+        super().__init__(trainer)
+        self.path = os.path.join(run_dir, HISTORY_FILE)
+        self.file = None
+
+    def on_train_begin(self, status):
+        if not _is_main():
+            return
+        start = int(getattr(self.model, "start_epoch", 0) or 0)
+        kept = []
+        if start > 0 and os.path.isfile(self.path):
+            import json
+
+            with open(self.path) as f:
+                for line in f:
+                    try:
+                        if json.loads(line).get("epoch", 0) <= start:
+                            kept.append(line)
+                    except ValueError:
+                        pass
+        self.file = open(self.path, "w")
+        self.file.writelines(kept)
+        self.file.flush()
+
+    def on_step_end(self, status):
+        if self.file is None or status.get("mode") != "train":
+            return
+        loss = _latest_losses(status).get("loss")
+        if loss is None:
+            return
+        step = status["epoch_id"] * status["steps_per_epoch"] + status["step_id"] + 1
+        self.file.write(f'{{"epoch": {status["epoch_id"] + 1}, "step": {step}, "loss": {loss:.6g}}}\n')
+        self.file.flush()
+
+    def on_train_end(self, status):
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
 def resolve_progress_mode(mode: str | None, stream=None) -> str:
     """auto -> tty on an interactive terminal outside CI, else plain."""
     mode = mode or "auto"
@@ -141,6 +191,7 @@ class ProgressLine(Callback):
 def install_monitors(trainer, callbacks: list, run_dir: str, vdl: bool, progress: str | None) -> str:
     """Add the VisualDL and progress callbacks for a train job; returns the progress mode used."""
     mode = resolve_progress_mode(progress)
+    callbacks.append(LossHistory(trainer, run_dir))
     if vdl:
         callbacks.append(VisualDLScalars(trainer, os.path.join(run_dir, "vdl")))
     if mode in ("tty", "quiet"):

@@ -139,9 +139,18 @@ def _evaluate(job: Job, cfg) -> dict:
     from trainctl.weights import resolve_weights
 
     weights = resolve_weights(weights, "weights")  # fail before building the model
+    classwise = bool(job.extra.get("classwise"))
+    if classwise and cfg.metric == "COCO":
+        cfg["output_eval"] = job.run_dir  # ppdet's bbox.json, which the per-class COCO numbers are computed from
     trainer = Trainer(cfg, mode="eval")
     recorder = MetricRecorder(trainer)
     trainer._compose_callback._callbacks.append(recorder)
+    per_class = None
+    if classwise:
+        from trainctl.runner.classwise import ClasswiseRecorder
+
+        per_class = ClasswiseRecorder(trainer, job.run_dir)
+        trainer._compose_callback._callbacks.append(per_class)
     path = session.load_weights_strict(trainer.model, weights, cfg.architecture)
     trainer.evaluate()
     if not recorder.results:
@@ -154,6 +163,14 @@ def _evaluate(job: Job, cfg) -> dict:
         "images": recorder.samples,
         "time": time.time(),
     }
+    if per_class is not None and session.world()[0] == 0:
+        from trainctl.runner.classwise import table_lines
+
+        overall = result["results"].get("bbox")
+        result["classwise"] = per_class.save(overall if isinstance(overall, float) else None)
+        for line in table_lines(per_class.rows, cfg.metric, overall if isinstance(overall, float) else None):
+            output.echo(line)
+        _log(f"precision-recall curves: {os.path.join(job.run_dir, 'pr_curves')}/ ({len(per_class.rows)} PNG)")
     if session.world()[0] == 0:  # every rank evaluates the whole set (ppdet's eval is single-device)
         atomic_write_text(os.path.join(job.run_dir, EVAL_FILE), json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
