@@ -27,19 +27,30 @@ def data() -> None:
               help="Directory to write the dataset into.")
 @click.option("--images", default=40, show_default=True, type=click.IntRange(min=2), help="Number of images.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same bytes).")
-def sample(out_dir: str, images: int, seed: int) -> None:
+@click.option("--sign-size", default=None, metavar="MIN,MAX",
+              help="Smallest and largest sign side, as fractions of the image's shorter side (default 1/8 to 1/3).")
+@click.option("--max-signs", default=3, show_default=True, type=click.IntRange(min=1), help="Signs per image: 1 to N.")
+def sample(out_dir: str, images: int, seed: int, sign_size: str | None, max_signs: int) -> None:
     """Write a small synthetic road-sign dataset in VOC layout (offline, no paddle).
 
     \b
     Examples:
       trainctl data sample                              # dataset/roadsign_voc, 40 images
       trainctl data sample --out /tmp/signs --images 12 --seed 3
+      trainctl data sample --images 200 --sign-size 0.35,0.7 --max-signs 1   # the demo's set (scripts/demo.sh)
     """
     from trainctl.data.sample import write_sample_dataset
+    from trainctl.errors import UserError
     from trainctl.fsutil import ensure_writable_dir
 
+    try:
+        low, high = (float(v) for v in sign_size.split(",")) if sign_size else (1 / 8, 1 / 3)
+    except ValueError:
+        raise UserError(f"--sign-size {sign_size!r} is not MIN,MAX", hint="e.g. --sign-size 0.35,0.7") from None
+    if not 0 < low <= high <= 0.9:  # larger signs do not fit beside their pole
+        raise UserError(f"--sign-size {sign_size}: need 0 < MIN <= MAX <= 0.9", hint="e.g. --sign-size 0.35,0.7")
     ensure_writable_dir(out_dir, "--out")
-    summary = write_sample_dataset(out_dir, images=images, seed=seed)
+    summary = write_sample_dataset(out_dir, images=images, seed=seed, sign_size=(low, high), max_signs=max_signs)
     output.echo(f"wrote {summary.images} images ({summary.train} train, {summary.valid} valid, "
                 f"{summary.objects} boxes) to {summary.out_dir}")
 

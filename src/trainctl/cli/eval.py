@@ -32,6 +32,14 @@ def eval_cmd(config, overrides, extra_overrides, weights, output, no_data_check,
     """
     from trainctl.launch import flow
 
+    if classwise:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            from trainctl.errors import UserError
+
+            raise UserError("--classwise draws precision-recall curves with matplotlib, which is not installed",
+                            hint="pip install 'trainctl[plot]' (or pip install matplotlib)")
     topts = flow.TaskOptions(config=config, overrides=ppdet_style_overrides(overrides, extra_overrides), weights=weights, output=output,
                              no_data_check=no_data_check, dry_run=launch_kwargs.pop("dry_run"), classwise=classwise)
     lopts = launch_options_from(launch_kwargs)
