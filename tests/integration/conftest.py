@@ -125,6 +125,7 @@ class Tools:
     """The helpers above, handed to tests as the `ptools` fixture (tests do not import conftest)."""
 
     run_cli = staticmethod(run_cli)
+    env = staticmethod(_env)
     run_worker = staticmethod(run_worker)
     write_run = staticmethod(write_run)
     error_lines = staticmethod(error_lines)

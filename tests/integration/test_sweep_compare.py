@@ -22,17 +22,6 @@ TINY = ["-o", "epoch=2", "-o", "TrainReader.batch_size=2", "-o", "snapshot_epoch
 VARY = ["--vary", "LearningRate.base_lr=0.0005,0.001", "--vary", "YOLOv3Loss.ignore_thresh=0.6,0.7"]
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "2")
-    env.pop("TRAINCTL_DEBUG", None)
-    return env
-
-
-def _cli(args, cwd, timeout=600):
-    return subprocess.run([sys.executable, "-m", "trainctl", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def tiny_work(tmp_path_factory) -> Path:
     from trainctl.data.sample import write_sample_dataset
@@ -43,8 +32,8 @@ def tiny_work(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sweep_2x2(tiny_work) -> tuple[Path, subprocess.CompletedProcess]:
-    proc = _cli(["sweep", "-c", "roadsign_cpu_smoke.yml", *VARY, *TINY, "--parallel", "2", "--output", "sw"], tiny_work)
+def sweep_2x2(tiny_work, ptools) -> tuple[Path, subprocess.CompletedProcess]:
+    proc = ptools.run_cli(["sweep", "-c", "roadsign_cpu_smoke.yml", *VARY, *TINY, "--parallel", "2", "--output", "sw"], tiny_work)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return tiny_work / "sw", proc
 
@@ -65,8 +54,8 @@ def _png_text(path: Path) -> dict[str, str]:
     return chunks
 
 
-def test_dry_run_lists_runs_and_overrides(tiny_work):
-    proc = _cli(["sweep", "-c", "roadsign_cpu_smoke.yml", *VARY, "--repeats", "2", "--seed", "5", "--dry-run", "--output", "dry"], tiny_work)
+def test_dry_run_lists_runs_and_overrides(tiny_work, ptools):
+    proc = ptools.run_cli(["sweep", "-c", "roadsign_cpu_smoke.yml", *VARY, "--repeats", "2", "--seed", "5", "--dry-run", "--output", "dry"], tiny_work)
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith("base_lr=")]
     assert len(lines) == 8  # 2 x 2 settings x 2 repeats
@@ -90,9 +79,9 @@ def test_sweep_2x2_runs_four_ordinary_runs(sweep_2x2):
     assert "2 at a time" in proc.stderr
 
 
-def test_compare_shows_exactly_the_two_varied_keys(sweep_2x2, tiny_work):
+def test_compare_shows_exactly_the_two_varied_keys(sweep_2x2, tiny_work, ptools):
     sweep_dir, _ = sweep_2x2
-    proc = _cli(["runs", "compare", str(sweep_dir), "--json"], tiny_work)
+    proc = ptools.run_cli(["runs", "compare", str(sweep_dir), "--json"], tiny_work)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["keys"] == ["LearningRate.base_lr", "YOLOv3Loss.ignore_thresh"]
@@ -105,21 +94,21 @@ def test_compare_shows_exactly_the_two_varied_keys(sweep_2x2, tiny_work):
         best = max(e["results"]["bbox"] for e in index["evals"])
         assert run["best"]["value"] == pytest.approx(best)
         assert run["best"]["epoch"] in (1, 2)
-    text = _cli(["runs", "compare", str(sweep_dir)], tiny_work)
+    text = ptools.run_cli(["runs", "compare", str(sweep_dir)], tiny_work)
     header = text.stdout.splitlines()[0].split()
     assert header[:3] == ["RUN", "LearningRate.base_lr", "YOLOv3Loss.ignore_thresh"]
     assert len(text.stdout.splitlines()) == 2 + 4
 
 
-def test_compare_plot_has_one_curve_per_run(sweep_2x2, tiny_work):
+def test_compare_plot_has_one_curve_per_run(sweep_2x2, tiny_work, ptools):
     sweep_dir, _ = sweep_2x2
-    proc = _cli(["runs", "compare", str(sweep_dir), "--plot", "cmp.png"], tiny_work)
+    proc = ptools.run_cli(["runs", "compare", str(sweep_dir), "--plot", "cmp.png"], tiny_work)
     assert proc.returncode == 0, proc.stderr
     meta = json.loads(_png_text(tiny_work / "cmp.png")["Description"])
     assert meta == {"trainctl_curves": 4, "runs": 4}
 
 
-def test_compare_groups_repeats_as_mean_and_std(sweep_2x2, tiny_work, tmp_path):
+def test_compare_groups_repeats_as_mean_and_std(sweep_2x2, tiny_work, tmp_path, ptools):
     """Two runs of one setting (the same config, other seeds) make one row with mean ± std."""
     import shutil
 
@@ -130,21 +119,21 @@ def test_compare_groups_repeats_as_mean_and_std(sweep_2x2, tiny_work, tmp_path):
     shutil.copytree(runs[0], b)
     (b / "history.jsonl").write_text('{"epoch": 1, "step": 1, "loss": 10.0}\n{"epoch": 2, "step": 2, "loss": 20.0}\n')
     (a / "history.jsonl").write_text('{"epoch": 1, "step": 1, "loss": 10.0}\n{"epoch": 2, "step": 2, "loss": 10.0}\n')
-    result = json.loads(_cli(["runs", "compare", str(a), str(b), "--json"], tiny_work).stdout)
+    result = json.loads(ptools.run_cli(["runs", "compare", str(a), str(b), "--json"], tiny_work).stdout)
     assert result["keys"] == []
     (group,) = result["groups"]
     assert group["final_loss"]["mean"] == pytest.approx(15.0)
     assert group["final_loss"]["std"] == pytest.approx(7.0710678, rel=1e-5)  # sample standard deviation
-    text = _cli(["runs", "compare", str(a), str(b)], tiny_work).stdout
+    text = ptools.run_cli(["runs", "compare", str(a), str(b)], tiny_work).stdout
     assert "15.000 ± 7.071" in text
 
 
-def test_interrupted_sweep_rerun_finishes_only_the_missing_runs(tiny_work):
+def test_interrupted_sweep_rerun_finishes_only_the_missing_runs(tiny_work, ptools):
     args = ["sweep", "-c", "roadsign_cpu_smoke.yml", "--vary", "LearningRate.base_lr=0.0005,0.001",
             "-o", "epoch=1", "-o", "TrainReader.batch_size=2", "--lr-scale", "none", "--output", "seq"]
     first = tiny_work / "seq" / "base_lr=0.0005"
     second = tiny_work / "seq" / "base_lr=0.001"
-    proc = subprocess.Popen([sys.executable, "-m", "trainctl", *args], cwd=tiny_work, env=_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "trainctl", *args], cwd=tiny_work, env=ptools.env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
@@ -166,7 +155,7 @@ def test_interrupted_sweep_rerun_finishes_only_the_missing_runs(tiny_work):
     assert done_record["status"] == "done"
     assert json.loads((second / "run.json").read_text())["status"] != "done"
 
-    again = _cli(args, tiny_work)
+    again = ptools.run_cli(args, tiny_work)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "2 runs, 1 to train (1 done earlier, skipped)" in again.stderr
     assert json.loads((first / "run.json").read_text())["start_time"] == done_record["start_time"]  # not run again

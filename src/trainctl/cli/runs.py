@@ -25,7 +25,7 @@ def runs() -> None:
     Examples:
       trainctl runs                              # every run under ./output
       trainctl runs output/bs2 output/bs8        # these runs (or dirs holding runs)
-      trainctl runs compare output/roadsign_cpu-sweep --plot compare.png
+      trainctl runs compare output/roadsign_demo-sweep --plot compare.png
     """
 
 
@@ -77,9 +77,9 @@ def compare_cmd(dirs, plot_path, as_json) -> None:
 
     \b
     Examples:
-      trainctl runs compare output/roadsign_cpu-sweep
+      trainctl runs compare output/roadsign_demo-sweep
       trainctl runs compare output/bs2 output/bs8 --plot compare.png
-      trainctl runs compare output/roadsign_cpu-sweep --json | jq '.groups[].best'
+      trainctl runs compare output/roadsign_demo-sweep --json | jq '.groups[].best'
     """
     from trainctl import output
     from trainctl import runs as runsmod

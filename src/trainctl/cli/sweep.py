@@ -33,11 +33,11 @@ def sweep(config, overrides, extra_overrides, vary, repeats, parallel, gpus_per_
 
     \b
     Examples:
-      trainctl sweep -c roadsign_cpu.yml --vary TrainReader.batch_size=4,8 --repeats 3 --eval
-      trainctl sweep -c roadsign_cpu.yml --vary LearningRate.base_lr=0.002,0.004 --vary epoch=6,12 --dry-run
-      trainctl sweep -c roadsign_cpu.yml --vary epoch=4,8 --parallel 2          # two CPU runs at a time
+      trainctl sweep -c roadsign_demo.yml --vary TrainReader.batch_size=4,8 --repeats 3 --eval
+      trainctl sweep -c roadsign_demo.yml --vary LearningRate.base_lr=0.002,0.004 --vary epoch=6,12 --dry-run
+      trainctl sweep -c roadsign_demo.yml --vary epoch=4,8 --parallel 2          # two CPU runs at a time
       trainctl sweep -c roadsign.yml --vary TrainReader.batch_size=8,16 --gpus 0,1,2,3 --gpus-per-run 2
-      trainctl runs compare output/roadsign_cpu-sweep --plot compare.png       # then compare them
+      trainctl runs compare output/roadsign_demo-sweep --plot compare.png       # then compare them
     """
     from trainctl.launch import sweep as sweepmod
 

@@ -1,6 +1,6 @@
 """`trainctl sweep`: every combination of a few config values, each an ordinary training run (pure, no paddle).
 
-    trainctl sweep -c roadsign_cpu.yml --vary TrainReader.batch_size=2,4 --vary epoch=4,8 --repeats 3 --seed 0
+    trainctl sweep -c roadsign_demo.yml --vary TrainReader.batch_size=2,4 --vary epoch=4,8 --repeats 3 --seed 0
 
 makes 2 x 2 settings x 3 repeats = 12 runs under one sweep directory (default
 output/<config name>-sweep/), each run a directory of its own named after its
