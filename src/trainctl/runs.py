@@ -614,11 +614,21 @@ def compare_table(result: dict) -> tuple[list[str], list[list[str]]]:
                "FINAL LOSS", f"BEST {metric} mAP %", "AT EPOCH"]
     rows = []
     for g in result["groups"]:
-        label = g["runs"][0] if len(g["runs"]) == 1 else f"{len(g['runs'])} runs: {os.path.commonpath(g['runs'])}/..."
+        label = g["runs"][0] if len(g["runs"]) == 1 else _group_label(g["runs"])
         seeds = ",".join("-" if s is None else str(s) for s in g["seeds"])
         rows.append([label, *(_fmt_value(g["values"][k]) for k in keys), seeds, _fmt_stat(g["final_loss"]),
                      _fmt_stat(g["best"], 100.0, 2), _fmt_stat(g["best_epoch"], digits=1 if len(g["runs"]) > 1 else 0)])
     return headers, rows
+
+
+def _group_label(run_dirs: list[str]) -> str:
+    """'sw/batch_size=4,seed=0' and 'sw/batch_size=4,seed=1' -> 'sw/batch_size=4 (2 runs)'."""
+    parent = os.path.dirname(run_dirs[0]) if len({os.path.dirname(d) for d in run_dirs}) == 1 else ""
+    names = [os.path.basename(d) for d in run_dirs]
+    common = os.path.commonprefix(names)
+    if common not in names:
+        common = common.rsplit(",", 1)[0] if "," in common else common.rstrip("_-=")
+    return (os.path.join(parent, common) if common and parent else (common or parent or "…")) + f" ({len(run_dirs)} runs)"
 
 
 def _label(run: dict, keys: list[str]) -> str:
@@ -673,6 +683,9 @@ def plot_compare(result: dict, path: str) -> int:
             drawn += 1
     metric = next((g["metric"] for g in result["groups"] if g["metric"]), "metric")
     ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
+    if any(run["loss_curve"] for run in runs) and all(c[2] > 0 for run in runs for c in run["loss_curve"]):
+        ax_loss.set_yscale("log")  # a diverging run would flatten every other curve
+        ax_loss.set_ylabel("training loss (log scale)")
     ax_map.set(xlabel="epoch", ylabel=f"{metric} mAP (%)", title="evaluation")
     for ax in (ax_loss, ax_map):
         ax.grid(alpha=0.3)
