@@ -349,3 +349,34 @@ def test_cli_without_paddle_and_errors(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == ["trainctl: error: no such directory: missing; "
                                                "pass a run directory or a directory that holds runs"]
+
+
+# ------------------------------------------------------------------ compare
+
+
+def test_compare_on_fixture_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a = make_run(tmp_path / "out" / "a", epochs=4)
+    b = make_run(tmp_path / "out" / "b", epochs=8)
+    for run_dir, losses, evals in ((a, [5.0, 3.0, 2.0], [(2, 0.3), (4, 0.5)]), (b, [4.0, 1.0], [(4, 0.6), (8, 0.55)])):
+        (run_dir / "history.jsonl").write_text("".join(json.dumps({"epoch": i // 2 + 1, "step": i + 1, "loss": v}) + "\n"
+                                                       for i, v in enumerate(losses)))
+        write_checkpoints(run_dir, [])
+        for epoch, value in evals:
+            record_eval(run_dir, epoch, {"bbox": value}, None)
+    result = runs.compare_runs(["out"])
+    assert result["keys"] == ["epoch"]  # the schedulers are the same in both configs
+    by_dir = {r["run_dir"]: r for r in result["runs"]}
+    assert by_dir["out/a"]["final_loss"] == 2.0 and by_dir["out/b"]["final_loss"] == 2.5  # mean of the last epoch
+    assert by_dir["out/a"]["best"] == {"metric": "bbox", "value": 0.5, "epoch": 4}
+    assert by_dir["out/b"]["best"] == {"metric": "bbox", "value": 0.6, "epoch": 4}
+    result = CliRunner().invoke(cli, ["runs", "compare", "out"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].split()[:2] == ["RUN", "epoch"]
+
+
+def test_compare_needs_two_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_run(tmp_path / "out" / "a")
+    with pytest.raises(UserError, match="compare needs at least 2"):
+        runs.compare_runs(["out"])
