@@ -25,8 +25,6 @@ import math
 import os
 import re
 
-from ppdet.engine.callbacks import Callback
-
 from trainctl.fsutil import atomic_write_bytes, atomic_write_text
 
 CLASSWISE_FILE = "classwise.json"
@@ -92,7 +90,7 @@ def coco_classwise(anno_file: str, bbox_json: str) -> list[dict]:
     precisions = coco_eval.eval["precision"]  # (iou, recall, class, area, max dets)
     recall_points = [float(r) for r in coco_eval.params.recThrs]
     rows = []
-    for index, cat_id in enumerate(coco_eval.params.catIds):
+    for index, cat_id in enumerate(int(c) for c in coco_eval.params.catIds):  # loadCats wants a plain int
         block = precisions[:, :, index, 0, -1]
         valid = block[block > -1]
         at50 = precisions[0, :, index, 0, -1]
@@ -148,31 +146,35 @@ def table_lines(rows: list[dict], metric: str, overall: float | None) -> list[st
     return table(body, headers=headers).splitlines()
 
 
-class ClasswiseRecorder(Callback):
-    """Computes the per-class results at the end of the evaluation, while ppdet's metric still holds them."""
+def make_recorder(trainer, run_dir: str):
+    """A ppdet Trainer callback that computes the per-class results at the end of the evaluation,
+    while ppdet's metric still holds them (ppdet resets its metrics right after). ppdet is imported
+    here only, so the functions above stay usable without it."""
+    from ppdet.engine.callbacks import Callback
+    from ppdet.metrics import COCOMetric, VOCMetric
 
-    def __init__(self, trainer, run_dir: str):
-        super().__init__(trainer)
-        self.run_dir = run_dir
-        self.rows: list[dict] = []
-        self.metric = str(trainer.cfg.metric)
+    class ClasswiseRecorder(Callback):
+        def __init__(self):
+            super().__init__(trainer)
+            self.run_dir = run_dir
+            self.rows: list[dict] = []
+            self.metric = str(trainer.cfg.metric)
 
-    def on_epoch_end(self, status):
-        if status.get("mode") != "eval" or self.rows:
-            return
-        from ppdet.metrics import COCOMetric, VOCMetric
+        def on_epoch_end(self, status):
+            if status.get("mode") != "eval" or self.rows:
+                return
+            for metric in self.model._metrics:
+                if isinstance(metric, VOCMetric):
+                    self.rows = voc_classwise(metric.detection_map)
+                elif isinstance(metric, COCOMetric):
+                    self.rows = coco_classwise(metric.anno_file, os.path.join(metric.output_eval or ".", "bbox.json"))
 
-        for metric in self.model._metrics:
-            if isinstance(metric, VOCMetric):
-                self.rows = voc_classwise(metric.detection_map)
-            elif isinstance(metric, COCOMetric):
-                bbox_json = os.path.join(metric.output_eval or ".", "bbox.json")
-                self.rows = coco_classwise(metric.anno_file, bbox_json)
+        def save(self, overall: float | None) -> dict:
+            """Write classwise.json and the PR curves; returns what the eval summary keeps."""
+            kind = "IoU 0.5" if self.metric == "COCO" else f"VOC, {self.model.cfg.get('map_type', '11point')}"
+            curves = draw_curves(self.rows, os.path.join(self.run_dir, CURVES_DIR), kind)
+            data = {"metric": self.metric, "overall": overall, "classes": self.rows, "curves": curves}
+            atomic_write_text(os.path.join(self.run_dir, CLASSWISE_FILE), json.dumps(data, indent=2) + "\n")
+            return {"classes": [{k: r[k] for k in ("class", "ap", "gt", "detections")} for r in self.rows], "curves": curves}
 
-    def save(self, overall: float | None) -> dict:
-        """Write classwise.json and the PR curves; returns what the eval summary keeps."""
-        curves = draw_curves(self.rows, os.path.join(self.run_dir, CURVES_DIR),
-                             "IoU 0.5" if self.metric == "COCO" else f"VOC, {self.model.cfg.get('map_type', '11point')}")
-        data = {"metric": self.metric, "overall": overall, "classes": self.rows, "curves": curves}
-        atomic_write_text(os.path.join(self.run_dir, CLASSWISE_FILE), json.dumps(data, indent=2) + "\n")
-        return {"classes": [{k: r[k] for k in ("class", "ap", "gt", "detections")} for r in self.rows], "curves": curves}
+    return ClasswiseRecorder()

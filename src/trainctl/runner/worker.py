@@ -147,9 +147,9 @@ def _evaluate(job: Job, cfg) -> dict:
     trainer._compose_callback._callbacks.append(recorder)
     per_class = None
     if classwise:
-        from trainctl.runner.classwise import ClasswiseRecorder
+        from trainctl.runner.classwise import make_recorder
 
-        per_class = ClasswiseRecorder(trainer, job.run_dir)
+        per_class = make_recorder(trainer, job.run_dir)
         trainer._compose_callback._callbacks.append(per_class)
     path = session.load_weights_strict(trainer.model, weights, cfg.architecture)
     trainer.evaluate()
