@@ -1,8 +1,7 @@
-"""The demo's figure, checked in CI: the demo recipe (roadsign_demo.yml on the demo's sample set, seeded),
-shortened to fit CI, reaches the VOC mAP@0.5 claimed below; then `eval --classwise` on its best model
-gives one row per class, a PR curve PNG per class, and per-class APs whose mean is the reported mAP.
-
-The full recipe's figure (scripts/demo.sh, README) is measured by hand: see the README."""
+"""The demo's figure, checked in CI: the demo recipe (roadsign_demo.yml on the demo's sample set, seed 0),
+stopped after its first epochs to fit CI, reaches the VOC mAP@0.5 claimed below; then `eval --classwise`
+on its best model gives one row per class, a PR curve PNG per class, and per-class APs whose mean is the
+reported mAP. The whole demo's figure (scripts/demo.sh) is in the README."""
 
 from __future__ import annotations
 
@@ -12,9 +11,13 @@ import pytest
 
 pytestmark = [pytest.mark.paddle, pytest.mark.slow]
 
-EPOCHS = 8  # the demo trains 24: the same recipe, a shorter cosine schedule
-CLAIM = 0.25  # best VOC mAP@0.5 of this shortened recipe with seed 0 (measured: see the README's demo figures)
-SHORT = ["-o", f"epoch={EPOCHS}", "-o", f"LearningRate.schedulers.0.max_epochs={EPOCHS}", "-o", "snapshot_epoch=2"]
+# The demo's first epochs: the same recipe, seed and schedule (cosine over all the demo's epochs), stopped
+# early. Seeded training is deterministic, so this run is the demo run's first EPOCHS epochs, and its
+# evaluations are the demo's (measured: 9.92% after epoch 4, 31.00% after epoch 8; the demo goes on to
+# its best of 45.99% after epoch 16). The claim leaves room for another CPU's float rounding.
+EPOCHS = 8
+CLAIM = 0.25
+SHORT = ["-o", f"epoch={EPOCHS}"]
 CLASSES = ["speedlimit", "crosswalk", "trafficlight", "stop"]
 
 
