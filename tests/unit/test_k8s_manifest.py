@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -274,3 +275,25 @@ def test_out_file(capsys, tmp_path, crd_validator):
                          "--image", IMAGE, "--out", "job.yaml")
     assert code == 0 and out == "" and "kubectl apply -f job.yaml" in err
     validate(yaml.safe_load((tmp_path / "job.yaml").read_text()), crd_validator)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl")
+def test_apply_with_the_real_kubectl_and_no_cluster(capsys, tmp_path, monkeypatch):
+    """kubectl's own multi-line failure (no API server on a closed loopback port) becomes one line, exit 1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "none",
+        "clusters": [{"name": "none", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
+        "users": [{"name": "none", "user": {}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    code, out, err = run(capsys, "k8s-manifest", "-c", "roadsign.yml", "--nodes", "2", "--gpus-per-node", "1",
+                         "--image", IMAGE, "--apply")
+    assert code == 1 and out == ""
+    errors = [line for line in err.splitlines() if line.startswith("trainctl: error:")]
+    assert len(errors) == 1 and "kubectl apply failed" in errors[0] and f"127.0.0.1:{port}" in errors[0], err
+    assert "Traceback" not in err
