@@ -24,7 +24,6 @@ and finish the job.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess

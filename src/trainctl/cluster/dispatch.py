@@ -23,13 +23,8 @@ from click.core import ParameterSource
 from trainctl import output
 from trainctl.errors import UserError
 from trainctl.cluster import slurm as slurmmod
-from trainctl.cluster.options import (  # noqa: F401 (ClusterOptions, pop_cluster_options: re-exported)
-    CLUSTER_PARAMS,
-    ClusterOptions,
-    launcher_was_given,
-    node_flags_given,
-    pop_cluster_options,
-)
+from trainctl.cluster.options import CLUSTER_PARAMS, ClusterOptions, pop_cluster_options  # noqa: F401 (re-exported)
+from trainctl.cluster.options import launcher_was_given, node_flags_given
 from trainctl.cluster.hostfile import HostSpec, parse_hosts_arg, read_hostfile
 from trainctl.cluster.ssh import (
     DEFAULT_MASTER_PORT,

@@ -28,7 +28,6 @@ kept in the launcher's environment (paddle launch reads them; they agree with th
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from typing import Callable, Mapping
 from trainctl import output
 from trainctl.errors import UserError
 from trainctl.launch.envutil import PADDLEJOB_VARIABLES
+from trainctl.launch.plan import is_ip, route_source_address
 
 POD_NAME_VARIABLE = "TRAINCTL_POD_NAME"  # downward API metadata.name (k8s-manifest sets it)
 POD_IP_VARIABLE = "TRAINCTL_POD_IP"  # downward API status.podIP (k8s-manifest sets it)
@@ -110,26 +110,12 @@ def placement_from_env(env: Mapping[str, str], hostname: str) -> PodPlacement:
                         master_host=host.strip("[]"), master_port=int(port))
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def resolve_ipv4(name: str) -> str:
-    import socket
-
-    return socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
-
-
 def _own_address(placement: PodPlacement, env: Mapping[str, str], resolve, master_host: str,
                  route) -> tuple[str | None, str]:
     """(this pod's address or None, where it came from)."""
     if env.get(POD_IP_VARIABLE):
         return env[POD_IP_VARIABLE], POD_IP_VARIABLE
-    if placement.index == 0 and _is_ip(placement.master_host):
+    if placement.index == 0 and is_ip(placement.master_host):
         return placement.master_host, "PADDLE_MASTER (worker 0 hosts the master)"
     try:
         address = resolve(placement.pod)
@@ -144,7 +130,7 @@ def _own_address(placement: PodPlacement, env: Mapping[str, str], resolve, maste
 
 
 def apply_kubeflow(kwargs: dict, env: Mapping[str, str] | None = None, hostname: str | None = None,
-                   resolve: Callable[[str], str] = resolve_ipv4, launcher_given: bool | None = None,
+                   resolve: Callable[[str], str] | None = None, launcher_given: bool | None = None,
                    route: Callable[[str], str | None] | None = None) -> dict:
     """Fill the node flags from a PaddleJob pod for `--launcher kubeflow`, or when detected.
 
@@ -163,6 +149,9 @@ def apply_kubeflow(kwargs: dict, env: Mapping[str, str] | None = None, hostname:
     elif node_flags_given(kwargs):
         raise UserError("--launcher kubeflow takes the nodes from the PaddleJob; drop --nnodes/--node-rank/--master/--host/--ips",
                         hint="or use those flags with --launcher paddle")
+    if resolve is None:
+        from trainctl.cluster.ssh import resolve_ipv4 as resolve
+    route = route or route_source_address
     try:
         placement = placement_from_env(env, hostname if hostname is not None else os.uname().nodename)
     except UserError as exc:
@@ -179,7 +168,7 @@ def apply_kubeflow(kwargs: dict, env: Mapping[str, str] | None = None, hostname:
     rows = [("pod", f"{placement.pod} ({placement.pod_from}): node rank {placement.index} of {placement.nnodes}")]
     if placement.nnodes > 1:
         master_host, master_note = placement.master_host, ""
-        if not _is_ip(master_host):
+        if not is_ip(master_host):
             try:
                 master_host = resolve(master_host)
                 master_note = f" (resolved {placement.master_host})"
@@ -188,8 +177,6 @@ def apply_kubeflow(kwargs: dict, env: Mapping[str, str] | None = None, hostname:
         kwargs["nnodes"] = placement.nnodes
         kwargs["node_rank"] = placement.index
         kwargs["master"] = f"{master_host}:{placement.master_port}"
-        if route is None:
-            from trainctl.launch.plan import route_source_address as route
         host, host_from = _own_address(placement, env, resolve, master_host, route)
         kwargs["host"] = host
         rows.append(("master", f"PADDLE_MASTER={env['PADDLE_MASTER']} -> --master {kwargs['master']}{master_note}"))

@@ -253,7 +253,7 @@ def parse_master(master: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
         return True
@@ -331,7 +331,7 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
             master = f"127.0.0.1:{(ctx.free_port or _free_port)()}"
 
     if host is None and nnodes > 1 and master_host:
-        if node_rank == 0 and _is_ip(master_host):
+        if node_rank == 0 and is_ip(master_host):
             host = master_host
         else:
             host = (ctx.route_source_address or route_source_address)(master_host)
@@ -381,7 +381,7 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
             node_host = ips[rank]
         elif local:
             node_host = host
-        elif rank == 0 and master_host and _is_ip(master_host) and nnodes > 1:
+        elif rank == 0 and master_host and is_ip(master_host) and nnodes > 1:
             node_host = master_host
         else:
             node_host = None
