@@ -13,8 +13,13 @@ Each pod is a network namespace (tests/netns_pair.py) with what the pod would ha
                HOME and HOSTNAME a container has. Nothing a user adds: no GLOO_SOCKET_IFNAME and
                no --ifname (trainctl's gloo preset takes the default route's interface).
 
-Both run `trainctl train -c roadsign_cpu_smoke.yml --launcher kubeflow --resume auto` into one
-shared run directory (the ReadWriteMany output volume). Once a checkpoint is complete, every
+Both run the command of the PaddleJob that `trainctl k8s-manifest -c roadsign_cpu_smoke.yml
+--nodes 2 --gpus-per-node 0 --output-pvc ...` writes (`trainctl train -c roadsign_cpu_smoke.yml
+--launcher kubeflow --resume auto --device cpu --output <volume>/<job> -o ...`, the manifest
+validated as in tests/k8s_schema.py), in its working directory, into one shared run directory
+(the ReadWriteMany output volume). The manifest's downward-API variables (TRAINCTL_POD_NAME/IP)
+are left out on purpose: the pods find their index in their hostname and their address in
+/etc/hosts, as in a PaddleJob written by hand. Once a checkpoint is complete, every
 process of pod 1 is killed (its container dies). As in Kubernetes, the surviving pod's
 trainctl sees its peer gone and exits non-zero, and restartPolicy OnFailure restarts each
 failed container with the same command; both continue from the newest complete checkpoint
@@ -43,8 +48,8 @@ EPOCHS = 2  # killed after epoch 0's checkpoint; the restarted pods train epoch 
 
 
 class Pod:
-    def __init__(self, pair: NetnsPair, index: int, workdir: Path, run_dir: Path, data: Path):
-        self.pair, self.index, self.workdir, self.run_dir, self.data = pair, index, workdir, run_dir, data
+    def __init__(self, pair: NetnsPair, index: int, container: dict, run_dir: Path, home: Path):
+        self.pair, self.index, self.container, self.run_dir, self.home = pair, index, container, run_dir, home
         self.name = f"{JOB}-worker-{index}"
         self.ns = pair.ns[index]
         self.addr = pair.addr[index]
@@ -54,7 +59,7 @@ class Pod:
     def environment(self) -> dict[str, str]:
         env = {
             "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(self.workdir / "home"),
+            "HOME": str(self.home),
             "HOSTNAME": self.name,
             # the training operator's variables, exactly
             "PYTHONUNBUFFERED": "1",
@@ -69,13 +74,11 @@ class Pod:
         return env
 
     def start(self) -> None:
-        train = [sys.executable, "-m", "trainctl", "train", "-c", "roadsign_cpu_smoke.yml", "--launcher", "kubeflow",
-                 "--resume", "auto", "--output", str(self.run_dir), "-o", f"epoch={EPOCHS}",
-                 "-o", f"TrainDataset.dataset_dir={self.data}"]
+        command = self.container["command"] + self.container["args"]  # as the container runs it
         argv = ["ip", "netns", "exec", self.ns, "unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"',
-                self.name, "env", "-i", *[f"{k}={v}" for k, v in self.environment().items()], *train]
-        self.proc = subprocess.Popen(argv, cwd=self.workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, stdin=subprocess.DEVNULL)
+                self.name, "env", "-i", *[f"{k}={v}" for k, v in self.environment().items()], *command]
+        self.proc = subprocess.Popen(argv, cwd=self.container["workingDir"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
     def wait(self, timeout: float) -> int:
         try:
@@ -111,15 +114,36 @@ def pods(sample_dataset, tmp_path):
                 etc[i].mkdir(parents=True, exist_ok=True)
                 (etc[i] / "hosts").write_text(hosts)
             (tmp_path / "home").mkdir()
-            data = sample_dataset / "dataset" / "roadsign_voc"
-            run_dir = tmp_path / "output" / JOB  # the output volume, shared by both pods
-            made = [Pod(pair, i, tmp_path, run_dir, data) for i in (0, 1)]
+            container = _generated_container(tmp_path, sample_dataset / "dataset" / "roadsign_voc")
+            run_dir = tmp_path / "output" / JOB  # on the output volume, shared by both pods
+            made = [Pod(pair, i, container, run_dir, tmp_path / "home") for i in (0, 1)]
             yield made
         finally:
             for pod in locals().get("made", []):
                 pod.stop()
             for directory in etc:
                 shutil.rmtree(directory, ignore_errors=True)
+
+
+def _generated_container(workdir: Path, data: Path) -> dict:
+    """The pods' container from `trainctl k8s-manifest` (validated), its volume at workdir/output."""
+    import yaml
+
+    import k8s_schema
+
+    proc = subprocess.run([sys.executable, "-m", "trainctl", "k8s-manifest", "-c", "roadsign_cpu_smoke.yml",
+                           "--nodes", "2", "--gpus-per-node", "0", "--image", "trainctl:test", "--name", JOB,
+                           "--port", str(PORT), "--output-pvc", f"output:{workdir / 'output'}",
+                           "--workdir", str(workdir), "-o", f"epoch={EPOCHS}",
+                           "-o", f"TrainDataset.dataset_dir={data}"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    job = yaml.safe_load(proc.stdout)
+    k8s_schema.validate(job)
+    (container,) = job["spec"]["paddleReplicaSpecs"]["Worker"]["template"]["spec"]["containers"]
+    assert container["args"][:7] == ["train", "-c", "roadsign_cpu_smoke.yml", "--launcher", "kubeflow",
+                                     "--resume", "auto"]
+    return container
 
 
 def _resumed_epochs(log: str) -> list[int]:
@@ -172,7 +196,9 @@ def test_two_pods_train_together_and_continue_after_one_fails(pods, record_prope
         assert (placement["kind"], placement["job"], placement["index"], placement["nnodes"]) == \
             ("kubeflow", JOB, index, 2)
         assert placement["pod"] == f"{JOB}-worker-{index}" and placement["pod_from"] == "the hostname"
-        assert placement["host"] == pods[index].addr  # from its /etc/hosts, or worker 0's own PADDLE_MASTER
+        assert placement["host"] == pods[index].addr
+        host_from = dict(placement["rows"])["this pod"]
+        assert ("PADDLE_MASTER" if index == 0 else "/etc/hosts") in host_from, host_from
         assert placement["master"] == f"{pods[0].addr}:{PORT}"  # pod 1 resolved the service name
         assert set(placement["kept"]) == {"PADDLE_JOB_ID", "PADDLE_MASTER", "PADDLE_NNODES"}
         local = record["plan"]["nodes"][index]

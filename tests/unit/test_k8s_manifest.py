@@ -1,12 +1,7 @@
 """`trainctl k8s-manifest`: every manifest validated against the PaddleJob CRD and Kubernetes' own schema.
 
-- the CRD's openAPIV3Schema (kubeflow/training-operator release-1.9, in ../shared/reference/
-  kubeflow-paddlejob) with the `jsonschema` package, made strict the way a server with field
-  validation is: an object with `properties` accepts no other key (the API server would
-  prune or, with kubectl's default strict field validation, reject it);
-- the pod template as a core/v1 PodTemplate with `kubernetes-validate` (Kubernetes' OpenAPI
-  schemas shipped inside the PyPI package: offline), strict, for Kubernetes 1.31 (the
-  k8s.io/api the operator release builds on) and the newest version the package ships.
+How (CRD openAPIV3Schema with jsonschema, strict; the pod template with kubernetes-validate for
+Kubernetes 1.31 and the newest): tests/k8s_schema.py.
 """
 
 from __future__ import annotations
@@ -17,50 +12,23 @@ import shutil
 import stat
 from pathlib import Path
 
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
+import k8s_schema
 from trainctl.cli import main
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "kubeflow-paddlejob"
-K8S_VERSIONS = ("1.31", kubernetes_validate.latest_version())
 IMAGE = "registry.example.com/team/trainctl:0.1.0"
-
-
-def _strict(schema):
-    """A copy where objects with `properties` allow no other key (unless the CRD says unknown fields are kept)."""
-    if isinstance(schema, dict):
-        out = {k: _strict(v) for k, v in schema.items()}
-        if "properties" in out and "additionalProperties" not in out \
-                and not out.get("x-kubernetes-preserve-unknown-fields"):
-            out["additionalProperties"] = False
-        return out
-    if isinstance(schema, list):
-        return [_strict(v) for v in schema]
-    return schema
 
 
 @pytest.fixture(scope="module")
 def crd_validator():
-    crd = yaml.safe_load((REFERENCE / "kubeflow.org_paddlejobs.yaml").read_text())
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-    assert crd["spec"]["names"]["kind"] == "PaddleJob" and crd["spec"]["group"] == "kubeflow.org"
-    schema = _strict(version["schema"]["openAPIV3Schema"])
-    jsonschema.Draft7Validator.check_schema(schema)
-    return jsonschema.Draft7Validator(schema)
+    return k8s_schema.crd_validator()
 
 
 def validate(job: dict, crd_validator) -> None:
-    errors = sorted(crd_validator.iter_errors(job), key=lambda e: list(e.path))
-    assert not errors, "\n".join(f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors[:5])
-    assert (job["apiVersion"], job["kind"]) == ("kubeflow.org/v1", "PaddleJob")
-    template = job["spec"]["paddleReplicaSpecs"]["Worker"]["template"]
-    pod_template = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": job["metadata"]["name"]},
-                    "template": template}
-    for version in K8S_VERSIONS:
-        kubernetes_validate.validate(pod_template, version, strict=True)
+    k8s_schema.validate(job, crd_validator)
 
 
 def run(capsys, *argv):
@@ -108,7 +76,7 @@ def test_the_validators_reject_what_the_cluster_would(crd_validator, capsys):
     pod_template = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "x"},
                     "template": bad["spec"]["paddleReplicaSpecs"]["Worker"]["template"]}
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(pod_template, K8S_VERSIONS[0], strict=True)
+        kubernetes_validate.validate(pod_template, k8s_schema.K8S_VERSIONS[0], strict=True)
 
 
 def test_gpu_job_with_volumes_overrides_and_train_flags(crd_validator, capsys):
@@ -237,7 +205,7 @@ def _fake_kubectl(directory: Path, script: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
 
 
-def test_apply_pipes_the_manifest_to_kubectl(capsys, tmp_path, monkeypatch):
+def test_apply_pipes_the_manifest_to_kubectl(capsys, tmp_path, monkeypatch, crd_validator):
     """kubectl is a small script here (no cluster): it records its arguments and stdin."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -251,6 +219,7 @@ def test_apply_pipes_the_manifest_to_kubectl(capsys, tmp_path, monkeypatch):
     assert (tmp_path / "argv").read_text().split() == ["apply", "-f", "-"]
     printed, _, _ = manifest(capsys, *args)
     assert yaml.safe_load((tmp_path / "stdin").read_text()) == printed
+    validate(printed, crd_validator)
     assert "kubectl logs -f trainctl-roadsign-worker-0" in err
 
     _fake_kubectl(bin_dir, 'echo "error: resource mapping not found for name: \\"x\\"" >&2\n'

@@ -165,3 +165,24 @@ def test_stale_paddlejob_variables_outside_kubeflow_mode_name_the_case_and_the_f
     assert {"PADDLE_JOB_ID", "PADDLE_MASTER", "PADDLE_NNODES"} <= set(removed)
     warning = [line for line in out.splitlines() if line.startswith("warning: removed PADDLE_JOB_ID")]
     assert warning and "Kubeflow PaddleJob" in warning[0] and "--launcher kubeflow" in warning[0]
+
+
+def test_a_one_pod_job_removes_the_variables_without_the_warning(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    for key, value in {"PADDLE_JOB_ID": "solo", "PADDLE_NNODES": "1", "PADDLE_MASTER": "10.4.0.7:37777",
+                       "TRAINCTL_POD_NAME": "solo-worker-0"}.items():
+        monkeypatch.setenv(key, value)
+    code, out, err = run(capsys, "train", "-c", "roadsign.yml", "--device", "cpu", "--nproc", "2", "--dry-run=json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["nnodes"] == 1 and plan["placement"]["index"] == 0 and plan["placement"]["kept"] == []
+    local = [n for n in plan["nodes"] if n["local"]][0]
+    assert {"PADDLE_JOB_ID", "PADDLE_MASTER", "PADDLE_NNODES"} <= set(local["unset"])  # paddle launch: own master
+    assert not any("PaddleJob" in w for w in plan["warnings"])
+
+
+def test_kubeflow_and_a_hostfile_are_two_ways(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "train", "-c", "roadsign.yml", "--hosts", "10.0.0.1,10.0.0.2", "--launcher",
+                         "kubeflow", "--dry-run")
+    assert code == 2 and "--launcher kubeflow and --hostfile/--hosts are two ways" in err

@@ -161,7 +161,8 @@ def apply_kubeflow(kwargs: dict, env: Mapping[str, str] | None = None, hostname:
                         hint=f"{exc.hint}; or pass --launcher paddle to ignore them") from None
     kwargs = dict(kwargs)
     kwargs["launcher"] = "paddle"
-    kept = [name for name in PADDLEJOB_VARIABLES if name in env]
+    # one pod needs no master: the variables would only point paddle launch at one, so they go as stale
+    kept = [name for name in PADDLEJOB_VARIABLES if name in env] if placement.nnodes > 1 else []
     kwargs["keep_env"] = tuple(kept)
     how = "--launcher kubeflow" if explicit else \
         f"detected from {', '.join(PADDLEJOB_VARIABLES)}; --launcher paddle ignores them"
@@ -181,9 +182,9 @@ def apply_kubeflow(kwargs: dict, env: Mapping[str, str] | None = None, hostname:
         kwargs["host"] = host
         rows.append(("master", f"PADDLE_MASTER={env['PADDLE_MASTER']} -> --master {kwargs['master']}{master_note}"))
         rows.append(("this pod", f"--host {host} (from {host_from})" if host else f"no --host: {host_from}"))
+        rows.append(("kept", f"{' '.join(kept)} (paddle launch reads them; they agree with the flags)"))
     else:
-        rows.append(("master", f"PADDLE_MASTER={env['PADDLE_MASTER']} (one pod: no master needed)"))
-    rows.append(("kept", f"{' '.join(kept)} (paddle launch reads them; they agree with the flags)"))
+        rows.append(("master", f"none needed for one pod: {' '.join(PADDLEJOB_VARIABLES)} are removed"))
     kwargs["placement"] = {
         "kind": "kubeflow",
         "title": f"Kubeflow PaddleJob {placement.job}, {how}",

@@ -365,7 +365,7 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
     env.update(net.env)
     unset = [name for name in envutil.stale_variables(ctx.environ) if name not in opts.keep_env]
     paddlejob = [name for name in envutil.PADDLEJOB_VARIABLES if name in unset]
-    if paddlejob:
+    if paddlejob and opts.placement is None:  # (an engine that placed this node removed them on purpose)
         warnings.append(f"removed {' '.join(paddlejob)} from the environment: a Kubeflow PaddleJob sets them in "
                         "its pods; inside one, run with --launcher kubeflow so they place this node")
 
