@@ -103,11 +103,13 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
                    "to this run's (devices x batch after -o); a -o base_lr is used as given.")
 @click.option("--ref-gpus", type=int, metavar="N",
               help="GPUs the config's LR is tuned for (default: config key trainctl.ref_gpus, else 8).")
+@click.option("--seed", type=click.IntRange(min=0), metavar="S",
+              help="Seed python, numpy and paddle in every worker (rank r uses S + r); recorded in run.json.")
 @launch_options
 @cluster_options
 @click.argument("extra_overrides", nargs=-1, metavar="")
 def train(config, overrides, extra_overrides, eval_during_train, resume, weights, amp, output, no_pretrained, sample_data,
-          no_data_check, vdl, keep_checkpoints, lr_scale, ref_gpus, **launch_kwargs) -> None:
+          no_data_check, vdl, keep_checkpoints, lr_scale, ref_gpus, seed, **launch_kwargs) -> None:
     """Train a model: one process, several devices, or several nodes.
 
     \b
@@ -148,6 +150,7 @@ def train(config, overrides, extra_overrides, eval_during_train, resume, weights
         config=config, overrides=list(overrides), eval_during_train=eval_during_train, resume=resume,
         weights=weights, amp=amp, output=output, no_pretrained=no_pretrained, sample_data=sample_data,
         no_data_check=no_data_check, vdl=vdl, keep_checkpoints=keep_checkpoints, dry_run=launch_kwargs.pop("dry_run"),
+        seed=seed,
     )
     lopts = launch_options_from(launch_kwargs, lr_scale=lr_scale, ref_gpus=ref_gpus)
     code = flow.run("train", topts, lopts, argv=["trainctl"] + sys.argv[1:])
