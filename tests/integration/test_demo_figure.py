@@ -6,17 +6,21 @@ reported mAP. The whole demo's figure (scripts/demo.sh) is in the README."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 pytestmark = [pytest.mark.paddle, pytest.mark.slow]
 
-# The demo's first epochs: the same recipe, seed and schedule (cosine over all the demo's epochs), stopped
-# early. Seeded training is deterministic, so this run is the demo run's first EPOCHS epochs, and its
-# evaluations are the demo's (measured: 9.92% after epoch 4, 31.00% after epoch 8; the demo goes on to
-# its best of 45.99% after epoch 16). The claim leaves room for another CPU's float rounding.
+# The demo's first epochs: the same recipe, seed and schedule (cosine over all the demo's 24 epochs),
+# stopped early, in the demo's environment (OMP_NUM_THREADS as the user has it: the demo sets none).
+# Seeded runs repeat exactly on one machine with one thread setting (demo.sh twice: 9.92 % after epoch 4,
+# 31.00 % after epoch 8, best 45.99 % after 16), but another thread count takes another path from the
+# first steps on (OMP_NUM_THREADS=2 here: 6.03 % and 12.48 %), and so may another CPU. The claim is the
+# lowest of the measured paths, rounded down.
 EPOCHS = 8
-CLAIM = 0.25
+CLAIM = 0.10
 SHORT = ["-o", f"epoch={EPOCHS}"]
 CLASSES = ["speedlimit", "crosswalk", "trafficlight", "stop"]
 
@@ -26,7 +30,10 @@ def demo_run(tmp_path_factory, ptools):
     work = tmp_path_factory.mktemp("demo")
     made = ptools.run_cli(["data", "sample", "--out", "dataset/roadsign_voc", "--images", "200", "--sign-size", "0.35,0.7", "--max-signs", "1"], work)
     assert made.returncode == 0, made.stderr
-    proc = ptools.run_cli(["-q", "train", "-c", "roadsign_demo.yml", "--eval", "--seed", "0", *SHORT], work)
+    env = ptools.env()
+    env.pop("OMP_NUM_THREADS", None)  # as scripts/demo.sh runs it
+    proc = subprocess.run([sys.executable, "-m", "trainctl", "-q", "train", "-c", "roadsign_demo.yml", "--eval", "--seed", "0", *SHORT],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return work, work / "output" / "roadsign_demo"
 
