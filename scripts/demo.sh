@@ -7,8 +7,8 @@ source "$(dirname "$0")/_venv.sh"
 WORK="${DEMO_DIR:-$ROOT/demo-output}"
 mkdir -p "$WORK" && cd "$WORK"
 set -x
-# 200 images (160 train, 40 valid), one large sign each: a set a small detector learns from scratch in minutes
-trainctl data sample --out dataset/roadsign_voc --images 200 --sign-size 0.35,0.7 --max-signs 1
+# 500 images (400 train, 100 valid), one large sign each: a set a small detector learns from scratch in minutes
+trainctl data sample --out dataset/roadsign_voc --images 500 --sign-size 0.35,0.7 --max-signs 1
 trainctl train -c roadsign_demo.yml --eval --seed 0        # seeded: the same figure on every run
 trainctl eval -c roadsign_demo.yml --weights output/roadsign_demo/best_model --classwise
 trainctl export -c roadsign_demo.yml --weights output/roadsign_demo/best_model --output output/exported

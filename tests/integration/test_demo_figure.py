@@ -13,14 +13,14 @@ import pytest
 
 pytestmark = [pytest.mark.paddle, pytest.mark.slow]
 
-# The demo's first epochs: the same recipe, seed and schedule (cosine over all the demo's 24 epochs),
+# The demo's first epochs: the same recipe, seed and schedule (cosine over all the demo's 16 epochs),
 # stopped early, in the demo's environment (OMP_NUM_THREADS as the user has it: the demo sets none).
-# Seeded runs repeat exactly on one machine with one thread setting (demo.sh twice: 9.92 % after epoch 4,
-# 31.00 % after epoch 8, best 45.99 % after 16), but another thread count takes another path from the
-# first steps on (OMP_NUM_THREADS=2 here: 6.03 % and 12.48 %), and so may another CPU. The claim is the
-# lowest of the measured paths, rounded down.
-EPOCHS = 8
-CLAIM = 0.10
+# Seeded runs repeat exactly on one machine with one thread setting (measured here: 12.80, 16.49, 33.44 %
+# after epochs 2, 4, 6; the demo goes on to its best after epoch 16), but another thread count takes
+# another path from the first steps on (an earlier recipe: 31.00 % with the default threads, 12.48 % with
+# OMP_NUM_THREADS=2, after the same 8 epochs), and so may another CPU: the claim leaves room for that.
+EPOCHS = 6
+CLAIM = 0.15
 SHORT = ["-o", f"epoch={EPOCHS}"]
 CLASSES = ["speedlimit", "crosswalk", "trafficlight", "stop"]
 
@@ -28,7 +28,7 @@ CLASSES = ["speedlimit", "crosswalk", "trafficlight", "stop"]
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, ptools):
     work = tmp_path_factory.mktemp("demo")
-    made = ptools.run_cli(["data", "sample", "--out", "dataset/roadsign_voc", "--images", "200", "--sign-size", "0.35,0.7", "--max-signs", "1"], work)
+    made = ptools.run_cli(["data", "sample", "--out", "dataset/roadsign_voc", "--images", "500", "--sign-size", "0.35,0.7", "--max-signs", "1"], work)
     assert made.returncode == 0, made.stderr
     env = ptools.env()
     env.pop("OMP_NUM_THREADS", None)  # as scripts/demo.sh runs it
