@@ -1,11 +1,14 @@
-"""Watching a training: VisualDL scalars and the progress line (ppdet Trainer callbacks).
+"""Watching a training: VisualDL scalars, the loss history and the progress line (ppdet Trainer callbacks).
+
+LossHistory writes `<run_dir>/history.jsonl` on every run (what `trainctl runs compare` reads).
 
 VisualDLScalars writes under `<run_dir>/vdl/`, with the global iteration as the step
 (so a resumed run continues its curves):
     train/loss, train/<each loss term>, train/lr, train/ips (images/s), eval/<key>_mAP (by epoch)
 
-ProgressLine: on a terminal, one live line per epoch (iteration, loss, images/s,
-ETA) rewritten in place, ending with a newline when the epoch ends; ppdet's own
+ProgressLine: on a terminal (the launcher's: it tells the workers through job.progress), one
+live line per epoch (iteration, loss, images/s, ETA of the whole run) rewritten in place,
+ending with a newline when the epoch ends; ppdet's own
 per-iteration log lines are silenced then. Without a terminal (or under CI) ppdet's
 plain log lines stay. "quiet" silences both; eval results and the final line remain.
 """
@@ -107,9 +110,10 @@ class LossHistory(Callback):
                             kept.append(line)
                     except ValueError:
                         pass
-        self.file = open(self.path, "w")
-        self.file.writelines(kept)
-        self.file.flush()
+        from trainctl.fsutil import atomic_write_text
+
+        atomic_write_text(self.path, "".join(kept))  # a kill here leaves the old file or the kept lines, never half
+        self.file = open(self.path, "a")
 
     def on_step_end(self, status):
         if self.file is None or status.get("mode") != "train":
