@@ -76,6 +76,19 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
     )
 
 
+def _duration(text: str | None) -> float | None:
+    """--hang-timeout: '90s', '30m', '2h', seconds, or 0/off."""
+    if text is None:
+        return None
+    from trainctl.errors import UserError
+    from trainctl.launch.progress import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise UserError(f"--hang-timeout {text!r} is not a duration", hint="use e.g. 90s, 30m, 2h, or 0 to turn it off") from None
+
+
 @click.command("train", context_settings={"max_content_width": 100})
 @click.option("-c", "--config", required=True, help="Config file, or the name of a bundled config (roadsign.yml).")
 @click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -98,11 +111,21 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
               help="GPUs the config's LR is tuned for (default: config key trainctl.ref_gpus, else 8).")
 @click.option("--seed", type=click.IntRange(min=0), metavar="S",
               help="Seed python, numpy and paddle in every worker (rank r uses S + r); recorded in run.json.")
+@click.option("--max-restarts", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="When a worker or node fails or hangs, stop every worker and start the job again from the "
+                   "newest complete checkpoint, up to N times (backoff 1 s, 2 s, 4 s, ... 60 s); see docs/reliability.md.")
+@click.option("--hang-timeout", metavar="DURATION",
+              help="Stop (or restart) the job when no rank completes an iteration for this long, e.g. 90s, 30m; "
+                   "every worker's stack goes into its log. Default: 30m with several workers, off for one; 0 = off.")
+@click.option("--save-interval-iters", type=click.IntRange(min=1), metavar="K",
+              help="Also write a complete checkpoint every K iterations (iter<G>); a resume continues at that "
+                   "iteration (data order, LR, epoch). --keep covers them.")
 @launch_options
 @cluster_options
 @click.argument("extra_overrides", nargs=-1, metavar="")
 def train(config, overrides, extra_overrides, eval_during_train, resume, weights, amp, output, no_pretrained, sample_data,
-          no_data_check, vdl, keep_checkpoints, lr_scale, ref_gpus, seed, **launch_kwargs) -> None:
+          no_data_check, vdl, keep_checkpoints, lr_scale, ref_gpus, seed, max_restarts, hang_timeout,
+          save_interval_iters, **launch_kwargs) -> None:
     """Train a model: one process, several devices, or several nodes.
 
     \b
@@ -111,6 +134,7 @@ def train(config, overrides, extra_overrides, eval_during_train, resume, weights
       trainctl train -c roadsign.yml --gpus 0,1                        # 2 GPUs, LR scaled 2/8
       trainctl train -c roadsign.yml --gpus 0,1 --dry-run             # print the plan only
       trainctl train -c roadsign_cpu_smoke.yml --nproc 2               # 2 CPU processes (gloo)
+      trainctl train -c roadsign.yml --gpus 0,1 --max-restarts 3 --save-interval-iters 500
     \b
     Several nodes (the same command on each, with its own --node-rank):
       trainctl train -c roadsign.yml --gpus 0,1,2,3 --nnodes 2 --node-rank 0 \\
@@ -142,7 +166,8 @@ def train(config, overrides, extra_overrides, eval_during_train, resume, weights
         config=config, overrides=list(overrides), eval_during_train=eval_during_train, resume=resume,
         weights=weights, amp=amp, output=output, no_pretrained=no_pretrained, sample_data=sample_data,
         no_data_check=no_data_check, vdl=vdl, keep_checkpoints=keep_checkpoints, dry_run=launch_kwargs.pop("dry_run"),
-        seed=seed,
+        seed=seed, max_restarts=max_restarts, hang_timeout=_duration(hang_timeout),
+        save_interval_iters=save_interval_iters,
     )
     lopts = launch_options_from(launch_kwargs, lr_scale=lr_scale, ref_gpus=ref_gpus)
     code = flow.run("train", topts, lopts, argv=["trainctl"] + sys.argv[1:])

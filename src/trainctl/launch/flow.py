@@ -34,6 +34,9 @@ class TaskOptions:
     vdl: bool = False
     keep_checkpoints: int | None = None  # train --keep N
     seed: int | None = None  # train --seed S: rank r seeds python, numpy and paddle with S + r
+    max_restarts: int = 0  # train --max-restarts N: restart the whole job from the newest checkpoint
+    hang_timeout: float | None = None  # seconds; None: the default (progress.DEFAULT_HANG_TIMEOUT if world size > 1)
+    save_interval_iters: int | None = None  # train --save-interval-iters K
     dry_run: str | None = None  # None, "text" or "json"
 
 
@@ -165,6 +168,23 @@ def run(task: str, topts: TaskOptions, lopts: LaunchOptions, argv: list[str] | N
     return launch(task, rc, plan, topts, argv if argv is not None else sys.argv)
 
 
+RESTART_BACKOFF = (1.0, 60.0)  # seconds before restart n: first * 2**(n-1), at most the second
+
+
+def backoff_seconds(attempt: int) -> float:
+    """The wait before attempt `attempt` (1, 2, ...): 1 s, 2 s, 4 s, ... up to 60 s."""
+    first, cap = RESTART_BACKOFF
+    return min(cap, first * 2 ** max(0, attempt - 1))
+
+
+def effective_hang_timeout(topts: TaskOptions, plan: Plan) -> float:
+    from trainctl.launch.progress import DEFAULT_HANG_TIMEOUT
+
+    if topts.hang_timeout is not None:
+        return topts.hang_timeout
+    return DEFAULT_HANG_TIMEOUT if plan.world_size > 1 and topts.dry_run is None else 0.0
+
+
 def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> int:
     from trainctl.config import dump_yaml
     from trainctl.fsutil import atomic_write_text
@@ -178,13 +198,18 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     run_dir = ensure_writable_dir(Path(node.cwd) / plan.run_dir, "--output")
     config_path = str(Path(plan.run_dir) / CONFIG_FILE)
     atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(rc.data))
-    Job(task=task, config=config_path, run_dir=plan.run_dir, device=plan.device.kind,
-        eval_during_train=topts.eval_during_train, resume=topts.resume, weights=topts.weights,
-        amp=topts.amp, vdl=topts.vdl, keep_checkpoints=topts.keep_checkpoints, seed=topts.seed,
-        progress="quiet" if output.is_quiet() else "auto").save(run_dir / "job.json")
+    job = Job(task=task, config=config_path, run_dir=plan.run_dir, device=plan.device.kind,
+              eval_during_train=topts.eval_during_train, resume=topts.resume, weights=topts.weights,
+              amp=topts.amp, vdl=topts.vdl, keep_checkpoints=topts.keep_checkpoints, seed=topts.seed,
+              save_interval_iters=topts.save_interval_iters,
+              progress="quiet" if output.is_quiet() else "auto")
+    job.save(run_dir / "job.json")
+    hang_timeout = effective_hang_timeout(topts, plan) if task == "train" else 0.0
 
     record = RunRecord(run_dir, argv, plan.to_dict(mask=True),
-                       extra={"config": str(rc.path), "overrides": list(rc.overrides), "seed": topts.seed})
+                       extra={"config": str(rc.path), "overrides": list(rc.overrides), "seed": topts.seed,
+                              "max_restarts": topts.max_restarts, "hang_timeout_s": hang_timeout or None,
+                              "save_interval_iters": topts.save_interval_iters, "attempts": []})
     record.start()
 
     for warning in plan.warnings:
@@ -198,15 +223,39 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
                 + f", network {plan.net.name}")
     output.info("$ " + node.shell_command(mask=True))
 
-    try:
-        result = executor.run_node(plan, node)
-    except BaseException as exc:
-        record.finish(1, "failed", {"error": str(exc)})
-        raise
+    attempt = 0
+    while True:
+        entry = _attempt_start(attempt, job, run_dir)
+        try:
+            result = executor.run_node(plan, node, hang_timeout=hang_timeout)
+        except BaseException as exc:
+            _attempt_end(record, entry, None, plan, node)
+            record.finish(1, "failed", {"error": str(exc)})
+            raise
+        _attempt_end(record, entry, result, plan, node)
+        if not _should_restart(result, plan, attempt, topts.max_restarts):
+            break
+        attempt += 1
+        wait = backoff_seconds(attempt)
+        output.warn(f"attempt {attempt} of {topts.max_restarts + 1} failed: {executor.describe_failure(result, plan)}")
+        _archive_logs(Path(node.cwd) / node.log_dir, attempt - 1, entry)
+        record.write()
+        output.info(f"restarting the job in {wait:g}s from the newest complete checkpoint "
+                    f"(restart {attempt} of {topts.max_restarts}, --max-restarts)")
+        if _sleep_interruptibly(wait):
+            record.finish(130, "interrupted", {"note": "interrupted while waiting to restart"})
+            output.error("interrupted while waiting to restart; all workers stopped")
+            return 130
+        job.resume, job.attempt = "auto", attempt
+        job.save(run_dir / "job.json")
+
     record.finish(result.exit_code, result.status, result.failure_dict())
     if result.status == "done":
         return 0
     message = executor.describe_failure(result, plan)
+    if attempt:
+        message = f"after {attempt} restart{'s' if attempt > 1 else ''} (--max-restarts {topts.max_restarts}), " \
+                  f"the last attempt failed: {message}"
     if result.status == "interrupted":
         output.error(message)
         return result.exit_code
@@ -217,9 +266,105 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     if result.worker_error and result.failed_code is not None and result.failed_code > 0:
         # the worker said why it failed (e.g. the disk is full): that line names the cause
         text = result.worker_error.removeprefix("worker failed: ")
-        raise RuntimeFailure(f"worker rank {result.failed_rank} failed: {text} (log: {result.failed_log})")
+        prefix = message[:message.index("the last attempt failed: ") + 25] if attempt else ""
+        raise RuntimeFailure(f"{prefix}worker rank {result.failed_rank} failed: {text} (log: {result.failed_log})")
     if result.log_tail and plan.launcher != "direct":
         output.error(f"last lines of {result.failed_log or 'the launcher output'}:")
         for line in result.log_tail:
             output.echo("  | " + line, err=True)
     raise RuntimeFailure(message)
+
+
+def _should_restart(result, plan: Plan, attempt: int, budget: int) -> bool:
+    """Restart a failed job (a crash, a lost peer, a hang) within the budget; never an interruption
+    (Ctrl-C, SIGTERM) or a user error (exit 2: bad data, wrong weights fail the same way again)."""
+    if result.status != "failed" or attempt >= budget:
+        return False
+    user_error = result.worker_error and (result.failed_code == 2 or (plan.launcher == "direct" and result.exit_code == 2))
+    return not user_error
+
+
+def _attempt_start(attempt: int, job, run_dir: Path) -> dict:
+    from trainctl.runner.checkpoint import latest_checkpoint
+    from trainctl.runrecord import now
+
+    resumed = None
+    if job.resume == "auto":
+        found = latest_checkpoint(run_dir)
+        if found:
+            resumed = {"name": found["name"], "epoch": found["epoch"], "iter": found.get("iter", 0),
+                       "global_iter": found.get("global_iter")}
+    elif job.resume:
+        resumed = {"name": job.resume}
+    return {"attempt": attempt, "start_time": now(), "resumed_from": resumed}
+
+
+def _attempt_end(record, entry: dict, result, plan: Plan, node) -> None:
+    """One attempt in run.json: start, end, how it ended, and for a failure the rank, host,
+    exit code or signal, the cause line of its log and the log's path."""
+    from trainctl.runrecord import now
+
+    entry["end_time"] = now()
+    if result is None:
+        entry["status"] = "failed"
+    else:
+        entry["status"], entry["exit_code"] = result.status, result.exit_code
+        if result.status != "done":
+            code = result.failed_code
+            entry["failure"] = {
+                "rank": result.failed_rank, "host": node.host, "node_rank": plan.node_rank,
+                "exit_code": code if code is not None and code >= 0 else None,
+                "signal": _signal_name(-code) if code is not None and code < 0 else None,
+                "hang": result.hang is not None, "cause": result.cause_line(), "note": result.note,
+                "log": result.failed_log,
+            }
+    record.data.setdefault("attempts", []).append(entry)
+    record.data["restarts"] = len(record.data["attempts"]) - 1
+    record.write()
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _archive_logs(log_dir: Path, attempt: int, entry: dict) -> None:
+    """Move this attempt's logs into logs/attempt<N>/ so the next attempt does not append to them."""
+    target = log_dir / f"attempt{attempt}"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in list(log_dir.iterdir()):
+        if path.is_file():
+            os.replace(path, target / path.name)
+    failure = entry.get("failure")
+    if failure and failure.get("log"):
+        log = Path(failure["log"])
+        failure["log"] = str(log.parent / target.name / log.name)
+
+
+def _sleep_interruptibly(seconds: float) -> bool:
+    """Sleep; True when SIGINT/SIGTERM arrived meanwhile (the user stops the run between attempts)."""
+    import signal
+    import threading
+    import time
+
+    if threading.current_thread() is not threading.main_thread():
+        time.sleep(seconds)
+        return False
+    got: list[int] = []
+
+    def handler(signum, _frame):
+        got.append(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        deadline = time.monotonic() + seconds
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return bool(got)

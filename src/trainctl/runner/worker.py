@@ -95,11 +95,15 @@ def _train(job: Job, cfg, rank: int) -> dict:
         pretrained = resolve_pretrained(cfg.get("pretrain_weights"))
 
     trainer = Trainer(cfg, mode="train")
-    install_callbacks(trainer, job)
+    entry = _checkpoint_entry(resume) if resume else None
+    install_callbacks(trainer, job, rank, entry)
     if resume:
         session.load_weights_strict(trainer.model, resume, cfg.architecture)  # clear error first
         trainer.resume_weights(resume)
-        _log(f"resumed from {resume} at epoch {trainer.start_epoch}")
+        into = int(entry.get("iter", 0)) if entry else 0
+        _log(f"resumed from {resume} at epoch {trainer.start_epoch}"
+             + (f", iteration {into} of epoch {trainer.start_epoch + 1} (global iteration {entry.get('global_iter')})"
+                if into else ""))
     elif job.weights:
         path, skipped = session.load_weights_finetune(trainer.model, job.weights)
         _log(f"fine-tuning from {path}" + (f"; skipped {len(skipped)} parameters that do not fit: {', '.join(skipped[:10])}" if skipped else ""))
@@ -125,6 +129,13 @@ def _train(job: Job, cfg, rank: int) -> dict:
     if index.get("best"):
         summary["best"] = index["best"]
     return summary
+
+
+def _checkpoint_entry(stem: str) -> dict | None:
+    """The index entry of a checkpoint stem (its epoch and, for a mid-epoch one, the iteration)."""
+    from trainctl.runner.checkpoint import find_entry
+
+    return find_entry(os.path.dirname(stem) or ".", os.path.basename(stem))
 
 
 def _evaluate(job: Job, cfg) -> dict:
@@ -186,6 +197,18 @@ def _die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _register_stack_dump() -> None:
+    """SIGUSR1 -> every thread's Python stack on stderr (this worker's log), the worker goes on:
+    the launcher sends it on a hang (launch/executor.py)."""
+    import faulthandler
+    import signal
+
+    try:
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=False)
+    except (AttributeError, ValueError, OSError):
+        pass
+
+
 def _data_error(exc: BaseException) -> UserError | None:
     """A dataset file ppdet could not use (named by runner.compat), as a one-line user error."""
     from trainctl.runner import compat
@@ -199,6 +222,7 @@ def _data_error(exc: BaseException) -> UserError | None:
 
 def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
+    _register_stack_dump()
     parser = argparse.ArgumentParser(prog="python -m trainctl.runner.worker", description="trainctl worker process")
     parser.add_argument("--job", required=True, help="path of the job file (job.json) the launcher wrote")
     args = parser.parse_args(argv)
