@@ -310,8 +310,10 @@ class _HangWatch:
     """--hang-timeout: reads this node's heartbeat files; on a hang, dumps every worker's stack
     into its log (SIGUSR1, faulthandler in the worker) and says who stopped first."""
 
-    def __init__(self, run_root: Path, log_dir: Path, first_rank: int, nproc: int, timeout: float, direct: bool):
+    def __init__(self, run_root: Path, log_dir: Path, first_rank: int, nproc: int, timeout: float, direct: bool,
+                 shown_dir: str = "logs"):
         self.run_root, self.log_dir, self.timeout, self.direct = run_root, log_dir, timeout, direct
+        self.shown_dir = shown_dir  # the log directory as the user gave it (relative to the working directory)
         self.ranks = {first_rank + local: local for local in range(nproc)}  # global -> local
         self.next_check = 0.0
 
@@ -365,7 +367,7 @@ class _HangWatch:
             if rank in culprits:
                 continue
             frame = progress.innermost_frame(dumps.get(rank, ""))
-            log = self.log_path(self.ranks[rank])
+            log = Path(self.shown_dir) / f"workerlog.{self.ranks[rank]}"
             if frame:
                 parts.append(f"rank {rank} is blocked in {frame} (stack in {log})")
             elif states.get(rank) is None:
@@ -476,8 +478,8 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
     nproc = 1 if direct else plan.device.nproc_per_node
     run_root = Path(node.cwd) / plan.run_dir
     progress.clear_heartbeats(run_root, range(plan.node_rank * nproc, (plan.node_rank + 1) * nproc))
-    hang_watch = _HangWatch(run_root, log_dir, plan.node_rank * nproc, nproc, hang_timeout, direct) \
-        if hang_timeout else None
+    hang_watch = _HangWatch(run_root, log_dir, plan.node_rank * nproc, nproc, hang_timeout, direct,
+                            node.log_dir) if hang_timeout else None
     hang = None
     try:
         while True:

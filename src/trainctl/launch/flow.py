@@ -238,7 +238,8 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
         attempt += 1
         wait = backoff_seconds(attempt)
         output.warn(f"attempt {attempt} of {topts.max_restarts + 1} failed: {executor.describe_failure(result, plan)}")
-        _archive_logs(Path(node.cwd) / node.log_dir, attempt - 1, entry)
+        _archive_logs(Path(node.cwd) / node.log_dir, attempt, entry)
+        _clear_progress(run_dir, plan)
         record.write()
         output.info(f"restarting the job in {wait:g}s from the newest complete checkpoint "
                     f"(restart {attempt} of {topts.max_restarts}, --max-restarts)")
@@ -296,12 +297,14 @@ def _attempt_start(attempt: int, job, run_dir: Path) -> dict:
                        "global_iter": found.get("global_iter")}
     elif job.resume:
         resumed = {"name": job.resume}
-    return {"attempt": attempt, "start_time": now(), "resumed_from": resumed}
+    return {"attempt": attempt + 1, "start_time": now(), "resumed_from": resumed}
 
 
 def _attempt_end(record, entry: dict, result, plan: Plan, node) -> None:
     """One attempt in run.json: start, end, how it ended, and for a failure the rank, host,
     exit code or signal, the cause line of its log and the log's path."""
+    import socket
+
     from trainctl.runrecord import now
 
     entry["end_time"] = now()
@@ -312,7 +315,7 @@ def _attempt_end(record, entry: dict, result, plan: Plan, node) -> None:
         if result.status != "done":
             code = result.failed_code
             entry["failure"] = {
-                "rank": result.failed_rank, "host": node.host, "node_rank": plan.node_rank,
+                "rank": result.failed_rank, "host": socket.gethostname(), "address": node.host, "node_rank": plan.node_rank,
                 "exit_code": code if code is not None and code >= 0 else None,
                 "signal": _signal_name(-code) if code is not None and code < 0 else None,
                 "hang": result.hang is not None, "cause": result.cause_line(), "note": result.note,
@@ -333,7 +336,7 @@ def _signal_name(number: int) -> str:
 
 
 def _archive_logs(log_dir: Path, attempt: int, entry: dict) -> None:
-    """Move this attempt's logs into logs/attempt<N>/ so the next attempt does not append to them."""
+    """Move attempt N's logs (1 = the first) into logs/attempt<N>/ so the next one starts fresh logs."""
     target = log_dir / f"attempt{attempt}"
     target.mkdir(parents=True, exist_ok=True)
     for path in list(log_dir.iterdir()):
@@ -343,6 +346,14 @@ def _archive_logs(log_dir: Path, attempt: int, entry: dict) -> None:
     if failure and failure.get("log"):
         log = Path(failure["log"])
         failure["log"] = str(log.parent / target.name / log.name)
+
+
+def _clear_progress(run_dir: Path, plan: Plan) -> None:
+    """Drop this node's heartbeats: the next attempt's first one marks its first iteration."""
+    from trainctl.launch.progress import clear_heartbeats
+
+    per_node = plan.world_size // max(1, plan.nnodes)
+    clear_heartbeats(run_dir, range(plan.node_rank * per_node, (plan.node_rank + 1) * per_node))
 
 
 def _sleep_interruptibly(seconds: float) -> bool:
