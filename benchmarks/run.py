@@ -18,6 +18,9 @@ both measured in this run):
               vs benchmarks/baseline_train.py on the same resolved config
   throughput  images/s over iterations 3.. of the same runs; scaling: 2 CPU
               processes (paddle launch) vs 1
+  restart     --max-restarts 1: the worker is killed in epoch 2; failure -> first
+              iteration of the next attempt, vs a fresh start -> first iteration
+              (same job) plus the time to load the checkpoint
   infer       trainctl infer --model-dir vs ppdet's dynamic-graph predict
               (benchmarks/baseline_dygraph.py) and a bare Paddle Inference loop
               (benchmarks/baseline_infer.py) at 608 px (roadsign.yml; --sizes),
@@ -44,7 +47,7 @@ sys.path.insert(0, str(HERE))
 import harness  # noqa: E402
 from harness import median, run_timed, spread  # noqa: E402
 
-CASES = ("cli", "memory", "overhead", "throughput", "scaling", "infer")
+CASES = ("cli", "memory", "overhead", "throughput", "scaling", "restart", "infer")
 TRAIN_CONFIG = "roadsign_cpu_smoke.yml"
 TRAIN_SIZE = 160
 # One fixed input size and fixed interpolation, so every iteration of every run
@@ -72,6 +75,7 @@ GOALS = {
     "throughput_ratio": 0.98,
     "infer_vs_dygraph": 5.0,
     "infer_vs_bare": 0.9,
+    "restart_vs_fresh_plus_load": 1.0,
 }
 
 
@@ -385,6 +389,65 @@ class Suite:
             paths[tag] = d
         return {"models": models, "weights": str(weights), "config": str(kept / "config.yml"), **paths}
 
+    def case_restart(self) -> None:
+        """Restart overhead: SIGKILL to the worker in epoch 2 of a --max-restarts 1 run; the time from
+        the kill to the next attempt's first iteration (its first heartbeat), against a fresh start of
+        the same job to its first iteration plus loading checkpoint 0 (weights and optimizer)."""
+        self.log("case restart: failure -> first iteration of the next attempt vs fresh start + checkpoint load")
+        self.prepare_data()
+        run_dir = "output/bench_restart"
+        beat = self.work / run_dir / "progress" / "rank0.json"
+        index = self.work / run_dir / "checkpoints.json"
+        fresh, restart, load = [], [], []
+
+        def wait(predicate, timeout: float = 600.0) -> float:
+            deadline = time.perf_counter() + timeout
+            while time.perf_counter() < deadline:
+                if predicate():
+                    return time.perf_counter()
+                time.sleep(0.05)
+            raise SystemExit("benchmark step timed out (restart case)")
+
+        def heartbeat_epoch() -> int:
+            try:
+                return json.loads(beat.read_text())["epoch"]
+            except (OSError, ValueError, KeyError):
+                return -1
+
+        for i in range(self.repeats):
+            shutil.rmtree(self.work / run_dir, ignore_errors=True)
+            argv = self.train_argv(run_dir) + ["--max-restarts", "1", "-o", "epoch=2", "-o", "snapshot_epoch=1"]
+            started = time.perf_counter()
+            proc = subprocess.Popen(argv, cwd=self.work, env=self.env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            try:
+                fresh.append(wait(beat.exists) - started)
+                wait(lambda: index.exists() and '"name": "0"' in index.read_text() and heartbeat_epoch() == 1)
+                worker = subprocess.run(["pgrep", "-f", f"trainctl.runner.worker --job {run_dir}/job.json"],
+                                        capture_output=True, text=True).stdout.split()
+                os.kill(int(worker[0]), 9)
+                killed = time.perf_counter()
+                wait(lambda: (self.work / run_dir / "logs" / "attempt1").is_dir())
+                restart.append(wait(beat.exists) - killed)
+                proc.wait(timeout=600)
+            finally:
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(timeout=60)
+            self.log(f"  restart #{i + 1}: fresh start -> first iteration {fresh[-1]:.2f} s, "
+                     f"kill -> first iteration of attempt 2 {restart[-1]:.2f} s, exit {proc.returncode}")
+            code = ("import sys, time, paddle; t = time.perf_counter(); "
+                    "paddle.load(sys.argv[1] + '.pdparams'); paddle.load(sys.argv[1] + '.pdopt'); "
+                    "print(time.perf_counter() - t)")
+            out = subprocess.run(self.py("-c", code, str(self.work / run_dir / "0")), capture_output=True, text=True,
+                                 env=self.env, check=True).stdout.split()
+            load.append(float(out[-1]))
+        budget = median(fresh) + median(load)
+        self.results["cases"]["restart"] = {
+            "fresh_start_to_first_iteration_s": spread(fresh), "failure_to_next_first_iteration_s": spread(restart),
+            "checkpoint_load_s": spread(load), "budget_s": budget, "ratio": median(restart) / budget,
+            "goal_met": median(restart) <= budget * GOALS["restart_vs_fresh_plus_load"]}
+
     def case_infer(self) -> None:
         self.log("case infer: trainctl infer --model-dir vs dynamic graph vs bare Paddle Inference loop")
         s = self.infer_setup()
@@ -587,6 +650,13 @@ def render_markdown(res: dict) -> str:
                      f"{_fmt(x['two_processes_images_per_s']['median'], 2, ' img/s')} | "
                      f"{_fmt(x['one_process_images_per_s']['median'], 2, ' img/s')} (1 process) | "
                      f"{_fmt(x.get('scaling_factor'), 2, 'x')} | reported | - |")
+    if "restart" in c:
+        x = c["restart"]
+        lines.append(f"| Restart overhead (--max-restarts): worker killed -> first iteration of the next attempt | "
+                     f"{_fmt(x['failure_to_next_first_iteration_s']['median'], 2, ' s')} | "
+                     f"{_fmt(x['fresh_start_to_first_iteration_s']['median'], 2, ' s')} fresh start + "
+                     f"{_fmt(x['checkpoint_load_s']['median'], 2, ' s')} checkpoint load | {_fmt(x.get('ratio'), 3)} | "
+                     f"<= 1.0 | {_met(x.get('goal_met'))} |")
     if "infer" in c:
         x = c["infer"]
         for size, y in x["sizes"].items():

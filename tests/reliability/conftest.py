@@ -29,6 +29,7 @@ CLASSES = {
     "test_bad_input_worker.py": "bad input",
     "test_faults.py": "faults",
     "test_faults_multinode.py": "faults",
+    "test_restarts.py": "restarts and hangs",
     "test_security.py": "security",
 }
 

@@ -181,17 +181,18 @@ def test_mid_epoch_resume_continues_the_uninterrupted_run(work, record_property)
     measured equal to the printed 6 decimals)."""
     args = ["--seed", "7", "-o", "epoch=2", "-o", "worker_num=1", "-o", "snapshot_epoch=1000"]
     run_a, run_b = work / "uninterrupted", work / "interrupted"
-    a = _start(work, run_a, *args)
-    _, err_a = _finish(a, run_a, 300)
-    assert a.returncode == 0, err_a[-3000:]
+    a = _start(work, run_a, *args)  # the two runs side by side: one core each
     b = _start(work, run_b, *args, "--save-interval-iters", "2", "--max-restarts", "1")
     try:
         beat = wait_for(lambda: (h := _heartbeat(run_b, 0)) and h["iter"] >= 3 and _worker_pid(run_b, 0) and h, 300,
                         "iteration 3")
         os.kill(_worker_pid(run_b, 0), signal.SIGKILL)
-        out, err_b = _finish(b, run_b, 300)
+        _, err_a = _finish(a, run_a, 300)
+        _, err_b = _finish(b, run_b, 300)
     finally:
+        _finish(a, run_a, 5)
         _finish(b, run_b, 5)
+    assert a.returncode == 0, err_a[-3000:]
     assert b.returncode == 0, err_b[-3000:]
     record = json.loads((run_b / "run.json").read_text())
     resumed = record["attempts"][1]["resumed_from"]
@@ -207,3 +208,63 @@ def test_mid_epoch_resume_continues_the_uninterrupted_run(work, record_property)
     assert abs(again[k + 1][1] - ref[k + 1][1]) <= 1e-4 * abs(ref[k + 1][1]), (again[k + 1], ref[k + 1])
     record_property("resumed_at_iteration", k)
     record_property("loss_k_plus_1", [ref[k + 1][1], again[k + 1][1]])
+
+
+def _start_node(pair, rank: int, work: Path, run: Path, port: int) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.pop("TRAINCTL_DEBUG", None)
+    args = ["ip", "netns", "exec", pair.ns[rank], sys.executable, "-m", "trainctl", "train", "-c", SMOKE,
+            "--output", str(run), *SMALL, "-o", "epoch=4", "--max-restarts", "1", "--seed", "5", "--resume", "auto",
+            "--nnodes", "2", "--node-rank", str(rank), "--master", f"{pair.addr[0]}:{port}",
+            "--host", pair.addr[rank], "--net", "tcp", "--ifname", pair.ifname[rank]]
+    return subprocess.Popen(args, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.netns
+def test_lost_node_both_nodes_restart_and_the_job_finishes(work, record_property):
+    """Two nodes (two network namespaces) share the run directory, each with --max-restarts 1.
+    In epoch 2, every process of node 1 (its trainctl, launcher and worker) is killed and its
+    supervisor starts the same command again (what a systemd unit, Slurm's --requeue or a pod's
+    restart policy does; every node's command carries --resume auto, so a first start trains
+    from scratch and a restart resumes); node 0's trainctl restarts its own node. Both meet at the master again,
+    resume from checkpoint 0 and finish the 4 epochs."""
+    from netns_pair import NetnsPair
+
+    NetnsPair.skip_unless_possible()
+    run = work / "two-nodes"
+    port = 20000 + (os.getpid() * 7) % 20000
+    with NetnsPair(prefix="tcr4", second_octet=236) as pair:
+        nodes = [_start_node(pair, 0, work, run, port), _start_node(pair, 1, work, run, port)]
+        try:
+            index = run / "checkpoints.json"
+            wait_for(lambda: index.exists() and '"name": "0"' in index.read_text()
+                     and (_heartbeat(run, 1) or {}).get("epoch") == 1, 400, "the two-node job in epoch 2")
+            pair.kill_all(1)
+            killed_at = time.monotonic()
+            nodes[1].wait(timeout=30)
+            nodes[1] = _start_node(pair, 1, work, run, port)  # node 1's supervisor restarts it
+            wait_for(lambda: (run / "logs" / "node0" / "attempt1").is_dir(), 200, "node 0 to restart")
+            wait_for(lambda: _heartbeat(run, 0), 300, "the restarted job's first iteration", interval=0.1)
+            seconds = time.monotonic() - killed_at
+            results = [node.communicate(timeout=300) for node in nodes]
+        finally:
+            for node in nodes:
+                if node.poll() is None:
+                    node.terminate()
+                    try:
+                        node.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        node.kill()
+                        node.wait()
+            leftovers = processes_matching(str(run))
+            for pid, _ in leftovers:
+                os.kill(pid, signal.SIGKILL)
+    record_property("node_lost_to_first_iteration_s", round(seconds, 1))
+    assert [n.returncode for n in nodes] == [0, 0], [err[-2000:] for _, err in results]
+    assert leftovers == []
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "done" and record["restarts"] == 1, record["attempts"]
+    assert record["attempts"][1]["resumed_from"]["name"] == "0"
+    assert "resumed from" in (run / "logs" / "node1" / "workerlog.0").read_text()
+    assert (run / "model_final.pdparams").is_file()

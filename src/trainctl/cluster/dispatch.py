@@ -38,7 +38,8 @@ from trainctl.cluster.ssh import (
 # set per host by the fan-out
 NODE_PARAMS = ("nnodes", "node_rank", "host", "ips", "master")
 DEVICE_PARAMS = ("gpus", "nproc")
-NOT_FORWARDED = set(CLUSTER_PARAMS) | set(NODE_PARAMS) | {"dry_run"}
+# max_restarts: the fan-out controller restarts every host itself (ssh.run_fanout)
+NOT_FORWARDED = set(CLUSTER_PARAMS) | set(NODE_PARAMS) | {"dry_run", "max_restarts"}
 
 
 # ------------------------------------------------------------------ fan-out
@@ -235,7 +236,7 @@ def run_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train")
             port = DEFAULT_MASTER_PORT if copts.master_port is None else copts.master_port
         preflight.preflight(plan, config=params.get("config"), overrides=list(params.get("overrides") or ()),
                             tasks=tasks, port=port)
-    run_fanout(plan)
+    run_fanout(plan, max_restarts=params.get("max_restarts") or 0)
 
 
 # ------------------------------------------------------------------ Slurm

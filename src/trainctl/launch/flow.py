@@ -210,6 +210,11 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
                        extra={"config": str(rc.path), "overrides": list(rc.overrides), "seed": topts.seed,
                               "max_restarts": topts.max_restarts, "hang_timeout_s": hang_timeout or None,
                               "save_interval_iters": topts.save_interval_iters, "attempts": []})
+    log_dir = Path(node.cwd) / node.log_dir
+    earlier = _earlier_attempts(record.path) if topts.resume == "auto" else []
+    if earlier:  # started again with --resume auto (a supervisor, a pod restart, the ssh controller)
+        _archive_logs(log_dir, earlier[-1]["attempt"], earlier[-1])
+        record.data["attempts"] = earlier
     record.start()
 
     for warning in plan.warnings:
@@ -225,7 +230,7 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
 
     attempt = 0
     while True:
-        entry = _attempt_start(attempt, job, run_dir)
+        entry = _attempt_start(record, len(earlier) + attempt, job, run_dir)
         try:
             result = executor.run_node(plan, node, hang_timeout=hang_timeout)
         except BaseException as exc:
@@ -238,7 +243,7 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
         attempt += 1
         wait = backoff_seconds(attempt)
         output.warn(f"attempt {attempt} of {topts.max_restarts + 1} failed: {executor.describe_failure(result, plan)}")
-        _archive_logs(Path(node.cwd) / node.log_dir, attempt, entry)
+        _archive_logs(log_dir, entry["attempt"], entry)
         _clear_progress(run_dir, plan)
         record.write()
         output.info(f"restarting the job in {wait:g}s from the newest complete checkpoint "
@@ -276,6 +281,21 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     raise RuntimeFailure(message)
 
 
+def _earlier_attempts(path: Path) -> list[dict]:
+    """The attempts an earlier trainctl process recorded for this run directory (its last one
+    marked failed if that process died without writing how it ended)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    attempts = [a for a in data.get("attempts") or [] if isinstance(a, dict) and isinstance(a.get("attempt"), int)]
+    if attempts and "end_time" not in attempts[-1]:
+        attempts[-1].update(end_time=None, status="lost", note="the launcher ended without recording the end")
+    return attempts
+
+
 def _should_restart(result, plan: Plan, attempt: int, budget: int) -> bool:
     """Restart a failed job (a crash, a lost peer, a hang) within the budget; never an interruption
     (Ctrl-C, SIGTERM) or a user error (exit 2: bad data, wrong weights fail the same way again)."""
@@ -285,7 +305,8 @@ def _should_restart(result, plan: Plan, attempt: int, budget: int) -> bool:
     return not user_error
 
 
-def _attempt_start(attempt: int, job, run_dir: Path) -> dict:
+def _attempt_start(record, attempt: int, job, run_dir: Path) -> dict:
+    """Add attempt `attempt` (0 = the first) to run.json with the checkpoint it resumes from."""
     from trainctl.runner.checkpoint import latest_checkpoint
     from trainctl.runrecord import now
 
@@ -297,7 +318,11 @@ def _attempt_start(attempt: int, job, run_dir: Path) -> dict:
                        "global_iter": found.get("global_iter")}
     elif job.resume:
         resumed = {"name": job.resume}
-    return {"attempt": attempt + 1, "start_time": now(), "resumed_from": resumed}
+    entry = {"attempt": attempt + 1, "start_time": now(), "resumed_from": resumed}
+    record.data.setdefault("attempts", []).append(entry)
+    record.data["restarts"] = len(record.data["attempts"]) - 1
+    record.write()
+    return entry
 
 
 def _attempt_end(record, entry: dict, result, plan: Plan, node) -> None:
@@ -321,8 +346,6 @@ def _attempt_end(record, entry: dict, result, plan: Plan, node) -> None:
                 "hang": result.hang is not None, "cause": result.cause_line(), "note": result.note,
                 "log": result.failed_log,
             }
-    record.data.setdefault("attempts", []).append(entry)
-    record.data["restarts"] = len(record.data["attempts"]) - 1
     record.write()
 
 
