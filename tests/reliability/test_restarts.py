@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import processes_matching, wait_for
+from conftest import kill_run, processes_matching, terminate_all, wait_for, worker_pid
 
 pytestmark = [pytest.mark.paddle, pytest.mark.slow]
 
@@ -37,20 +37,6 @@ def _start(work: Path, run: Path, *extra: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "trainctl", "train", "-c", SMOKE, "--output", str(run), *SMALL, *extra]
     return subprocess.Popen(args, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
-
-
-def _worker_pid(run: Path, rank: int) -> int | None:
-    for pid, cmdline in processes_matching(str(run / "job.json")):
-        if "trainctl.runner.worker" not in cmdline or "paddle.distributed.launch" in cmdline:
-            continue
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        trainer = [item for item in environ if item.startswith(b"PADDLE_TRAINER_ID=")]
-        if (trainer and trainer[0] == f"PADDLE_TRAINER_ID={rank}".encode()) or (not trainer and rank == 0):
-            return pid
-    return None
 
 
 def _heartbeat(run: Path, rank: int) -> dict | None:
@@ -73,14 +59,7 @@ def _finish(proc: subprocess.Popen, run: Path, timeout: float) -> tuple[str, str
     try:
         return proc.communicate(timeout=timeout)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pid, _ in processes_matching(str(run)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_run(proc, run)
 
 
 def _own_lines(err: str) -> list[str]:
@@ -95,8 +74,8 @@ def test_killed_worker_restarts_from_the_checkpoint_and_finishes(work, record_pr
     try:
         index = run / "checkpoints.json"
         wait_for(lambda: index.exists() and '"name": "0"' in index.read_text() and (_heartbeat(run, 1) or {})
-                 .get("epoch") == 1 and _worker_pid(run, 1), 300, "rank 1 in epoch 2 after checkpoint 0")
-        os.kill(_worker_pid(run, 1), signal.SIGKILL)
+                 .get("epoch") == 1 and worker_pid(run, 1), 300, "rank 1 in epoch 2 after checkpoint 0")
+        os.kill(worker_pid(run, 1), signal.SIGKILL)
         killed_at = time.monotonic()
         # the next attempt clears the heartbeats; its first one is its first iteration
         wait_for(lambda: (run / "logs" / "attempt1").is_dir(), 120, "the first attempt to end")
@@ -126,8 +105,8 @@ def test_restart_budget_runs_out_naming_the_rank_and_cause(work, record_property
     proc = _start(work, run, "--max-restarts", "1", "-o", "epoch=60", "-o", "snapshot_epoch=1000")
     try:
         for attempt in (1, 2):
-            wait_for(lambda: _heartbeat(run, 0) and _worker_pid(run, 0), 300, f"attempt {attempt} to train")
-            os.kill(_worker_pid(run, 0), signal.SIGKILL)
+            wait_for(lambda: _heartbeat(run, 0) and worker_pid(run, 0), 300, f"attempt {attempt} to train")
+            os.kill(worker_pid(run, 0), signal.SIGKILL)
             if attempt == 1:
                 wait_for(lambda: (run / "logs" / "attempt1").is_dir(), 60, "the first attempt to end")
         out, err = _finish(proc, run, 120)
@@ -151,9 +130,9 @@ def test_stopped_worker_is_a_hang_naming_the_stopped_rank(work, record_property)
     proc = _start(work, run, "--nproc", "2", "--hang-timeout", f"{HANG_TIMEOUT}s", "-o", "epoch=60",
                   "-o", "snapshot_epoch=1000")
     try:
-        wait_for(lambda: (_heartbeat(run, 1) or {}).get("iter", 0) >= 2 and _worker_pid(run, 1), 300,
+        wait_for(lambda: (_heartbeat(run, 1) or {}).get("iter", 0) >= 2 and worker_pid(run, 1), 300,
                  "both ranks to iterate")
-        os.kill(_worker_pid(run, 1), signal.SIGSTOP)
+        os.kill(worker_pid(run, 1), signal.SIGSTOP)
         stopped_at = time.monotonic()
         out, err = _finish(proc, run, HANG_TIMEOUT + GLOO_ABORT + 60)
         seconds = time.monotonic() - stopped_at
@@ -184,9 +163,9 @@ def test_mid_epoch_resume_continues_the_uninterrupted_run(work, record_property)
     a = _start(work, run_a, *args)  # the two runs side by side: one core each
     b = _start(work, run_b, *args, "--save-interval-iters", "2", "--max-restarts", "1")
     try:
-        beat = wait_for(lambda: (h := _heartbeat(run_b, 0)) and h["iter"] >= 3 and _worker_pid(run_b, 0) and h, 300,
+        beat = wait_for(lambda: (h := _heartbeat(run_b, 0)) and h["iter"] >= 3 and worker_pid(run_b, 0) and h, 300,
                         "iteration 3")
-        os.kill(_worker_pid(run_b, 0), signal.SIGKILL)
+        os.kill(worker_pid(run_b, 0), signal.SIGKILL)
         _, err_a = _finish(a, run_a, 300)
         _, err_b = _finish(b, run_b, 300)
     finally:
@@ -249,14 +228,7 @@ def test_lost_node_both_nodes_restart_and_the_job_finishes(work, record_property
             seconds = time.monotonic() - killed_at
             results = [node.communicate(timeout=300) for node in nodes]
         finally:
-            for node in nodes:
-                if node.poll() is None:
-                    node.terminate()
-                    try:
-                        node.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        node.kill()
-                        node.wait()
+            terminate_all(nodes)
             leftovers = processes_matching(str(run))
             for pid, _ in leftovers:
                 os.kill(pid, signal.SIGKILL)
