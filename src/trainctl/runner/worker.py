@@ -57,7 +57,8 @@ def run(job: Job) -> dict:
     place = session.setup_device(cfg, job.device, world_size)
     if world_size > 1:
         paddle.distributed.init_parallel_env()
-    _log(f"task {job.task}, rank {rank} of {world_size}, device {place}, paddle {paddle.__version__}")
+    _log(f"task {job.task}, rank {rank} of {world_size}, device {place}, paddle {paddle.__version__}"
+         + (f", attempt {job.attempt + 1} (--max-restarts)" if job.attempt else ""))
     if job.seed is not None:
         _set_seed(job.seed + rank)
     cfg["save_dir"] = job.run_dir
