@@ -715,6 +715,14 @@ def render_details(res: dict) -> list[str]:
                    f"(OMP_NUM_THREADS=1 each) vs {_fmt(x['one_process_mean_batch_cost'], 2, ' s')} with 1; CPU use "
                    f"{_fmt(x['two_processes_cpu_utilisation'])} vs {_fmt(x['one_process_cpu_utilisation'])} cores; "
                    f"launcher peak RSS with paddle launch {_fmt(x['two_processes_launcher_peak_rss_mb'], 0, ' MB')}.")
+    if "restart" in c:
+        x = c["restart"]
+        f, r, l = (x[k] for k in ("fresh_start_to_first_iteration_s", "failure_to_next_first_iteration_s",
+                                  "checkpoint_load_s"))
+        out.append(f"- Restart (one process, --max-restarts 1, SIGKILL to the worker in epoch 2, n={r['n']}): kill -> "
+                   f"first iteration of attempt 2 median {r['median']:.2f} s (min {r['min']:.2f}, max {r['max']:.2f}; "
+                   f"includes noticing the failure and the 1 s backoff); fresh start -> first iteration "
+                   f"{f['median']:.2f} s; loading checkpoint 0 (weights + optimizer) {l['median']:.2f} s.")
     if "infer" in c:
         x = c["infer"]
         for size, y in x["sizes"].items():

@@ -188,3 +188,21 @@ def test_archive_logs_moves_files_and_points_the_record_there(tmp_path):
     assert sorted(p.name for p in (logs / "attempt1").iterdir()) == ["launcher.log", "workerlog.0"]
     assert entry["failure"]["log"] == "run/logs/attempt1/workerlog.0"
     assert sorted(p.name for p in logs.iterdir()) == ["attempt1"]
+
+
+def test_a_gloo_victim_is_not_blamed_when_a_peer_was_stopped(tmp_path):
+    """Rank 1 exits first (gloo aborted it, SIGABRT) while rank 0's process was stopped (state T)
+    when the exit was seen: rank 0 is the cause; without a stopped peer, the first exit stays the cause."""
+    from types import SimpleNamespace
+
+    from trainctl.launch import executor
+
+    plan = SimpleNamespace(device=SimpleNamespace(nproc_per_node=2), node_rank=0)
+    (tmp_path / "progress").mkdir()
+    for rank in (0, 1):
+        progress.write_heartbeat(progress.heartbeat_path(tmp_path, rank), _beat(3, time.time() - 37, epoch=1))
+    watch = SimpleNamespace(states_at_first_exit={0: "T"})
+    local, why = executor._stopped_peer(watch, plan, tmp_path, first=1)
+    assert local == 0 and why.startswith("it stopped first: its process is stopped (state T); last iteration 3 (epoch 2)")
+    assert executor._stopped_peer(SimpleNamespace(states_at_first_exit={0: "S"}), plan, tmp_path, first=1) is None
+    assert executor._stopped_peer(SimpleNamespace(states_at_first_exit={}), plan, tmp_path, first=1) is None

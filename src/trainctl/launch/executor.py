@@ -571,7 +571,7 @@ def _stopped_peer(watch, plan: Plan, run_root: Path, first: int) -> tuple[int, s
     locals_ = sorted(set(watch.states_at_first_exit) | {first})
     records = {base + local: progress.read_heartbeat(run_root, base + local) for local in locals_}
     states = {base + local: watch.states_at_first_exit.get(local, "Z") for local in locals_}
-    culprits, why = progress.stopped_first([base + local for local in locals_], records, states)
+    culprits, why = progress.stopped_first([base + local for local in locals_], records, states, by_iteration=False)
     culprits = [rank for rank in culprits if rank != base + first and rank - base in watch.states_at_first_exit]
     if not culprits:
         return None

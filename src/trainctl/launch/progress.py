@@ -106,13 +106,14 @@ STATE_NAMES = {"T": "stopped (state T)", "t": "stopped by a tracer (state t)",
 
 
 def stopped_first(ranks: list[int], records: dict[int, dict | None], states: dict[int, str | None],
-                  answered: dict[int, bool] | None = None) -> tuple[list[int], dict[int, str]]:
+                  answered: dict[int, bool] | None = None, by_iteration: bool = True) -> tuple[list[int], dict[int, str]]:
     """(the ranks that stopped first, why for each), from the evidence there is.
 
     In order: processes stopped or stuck in the kernel; processes that did not
     answer the stack-dump signal (a live Python process runs faulthandler at
-    once); ranks whose last completed iteration is behind the others'. Empty
-    when nothing singles out a rank (every rank waits the same way).
+    once); ranks whose last completed iteration is behind the others' (unless
+    by_iteration is False: right after a rank died, a peer may lag one heartbeat
+    behind it without being stuck). Empty when nothing singles out a rank.
     """
     why: dict[int, str] = {}
     for rank in ranks:
@@ -123,7 +124,7 @@ def stopped_first(ranks: list[int], records: dict[int, dict | None], states: dic
         for rank in ranks:
             if states.get(rank) and not answered.get(rank, True):
                 why[rank] = "it did not answer the stack-dump signal"
-    if not why:
+    if not why and by_iteration:
         iters = {r: int(records[r].get("iter", 0)) if records.get(r) else -1 for r in ranks}
         if len(set(iters.values())) > 1:
             low = min(iters.values())
