@@ -721,7 +721,7 @@ def render_details(res: dict) -> list[str]:
                                   "checkpoint_load_s"))
         out.append(f"- Restart (one process, --max-restarts 1, SIGKILL to the worker in epoch 2, n={r['n']}): kill -> "
                    f"first iteration of attempt 2 median {r['median']:.2f} s (min {r['min']:.2f}, max {r['max']:.2f}; "
-                   f"includes noticing the failure and the 1 s backoff); fresh start -> first iteration "
+                   f"includes noticing the failure and the 0.5 s backoff); fresh start -> first iteration "
                    f"{f['median']:.2f} s; loading checkpoint 0 (weights + optimizer) {l['median']:.2f} s.")
     if "infer" in c:
         x = c["infer"]

@@ -120,7 +120,7 @@ def _duration(text: str | None) -> float | None:
               help="Seed python, numpy and paddle in every worker (rank r uses S + r); recorded in run.json.")
 @click.option("--max-restarts", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="When a worker or node fails or hangs, stop every worker and start the job again from the "
-                   "newest complete checkpoint, up to N times (backoff 1 s, 2 s, 4 s, ... 60 s); see docs/reliability.md.")
+                   "newest complete checkpoint, up to N times (backoff 0.5 s, 1 s, 2 s, ... 60 s); see docs/reliability.md.")
 @click.option("--hang-timeout", metavar="DURATION",
               help="Stop (or restart) the job when no rank completes an iteration for this long, e.g. 90s, 30m; "
                    "every worker's stack goes into its log. Default: 30m with several workers, off for one; 0 = off.")

@@ -168,11 +168,11 @@ def run(task: str, topts: TaskOptions, lopts: LaunchOptions, argv: list[str] | N
     return launch(task, rc, plan, topts, argv if argv is not None else sys.argv)
 
 
-RESTART_BACKOFF = (1.0, 60.0)  # seconds before restart n: first * 2**(n-1), at most the second
+RESTART_BACKOFF = (0.5, 60.0)  # seconds before restart n: first * 2**(n-1), at most the second
 
 
 def backoff_seconds(attempt: int) -> float:
-    """The wait before attempt `attempt` (1, 2, ...): 1 s, 2 s, 4 s, ... up to 60 s."""
+    """The wait before restart `attempt` (1, 2, ...): 0.5 s, 1 s, 2 s, ... up to 60 s."""
     first, cap = RESTART_BACKOFF
     return min(cap, first * 2 ** max(0, attempt - 1))
 
