@@ -146,16 +146,34 @@ def _checks(task: str, rc, topts: TaskOptions, plan: Plan, dry: bool) -> None:
         _check(dry, plan, weightmod.resolve_weights, topts.resume, "resume")
 
 
-def _print_dry_run(plan: Plan, rc, fmt: str) -> None:
+def _reliability(task: str, topts: TaskOptions, plan: Plan) -> dict:
+    """What a train run does on failure and hangs (shown by --dry-run, recorded in run.json)."""
+    if task != "train":
+        return {}
+    return {"max_restarts": topts.max_restarts, "hang_timeout_s": effective_hang_timeout(topts, plan) or None,
+            "save_interval_iters": topts.save_interval_iters, "seed": topts.seed}
+
+
+def _print_dry_run(plan: Plan, rc, fmt: str, reliability: dict) -> None:
     if fmt == "json":
         import json  # only for --dry-run=json
 
         data = plan.to_dict(mask=True)
         data["config"] = str(rc.path)
         data["overrides"] = list(rc.overrides)
+        data.update(reliability)
         output.echo(json.dumps(data, indent=2, default=str))
     else:
         output.echo(format_plan(plan, dry_run=True))
+        if reliability:
+            from trainctl.launch.progress import format_duration
+
+            hang = reliability["hang_timeout_s"]
+            every = reliability["save_interval_iters"]
+            output.echo(f"on failure: restart up to {reliability['max_restarts']} times (--max-restarts); "
+                        f"hang timeout {format_duration(hang) if hang else 'off'}; mid-epoch checkpoints "
+                        + (f"every {every} iterations" if every else "off")
+                        + (f"; seed {reliability['seed']}" if reliability["seed"] is not None else ""))
 
 
 def run(task: str, topts: TaskOptions, lopts: LaunchOptions, argv: list[str] | None = None,
@@ -163,7 +181,7 @@ def run(task: str, topts: TaskOptions, lopts: LaunchOptions, argv: list[str] | N
     """The whole flow; returns the exit code."""
     rc, plan = prepare(task, topts, lopts, ctx)
     if topts.dry_run is not None:
-        _print_dry_run(plan, rc, topts.dry_run)
+        _print_dry_run(plan, rc, topts.dry_run, _reliability(task, topts, plan))
         return 0
     return launch(task, rc, plan, topts, argv if argv is not None else sys.argv)
 
@@ -182,7 +200,7 @@ def effective_hang_timeout(topts: TaskOptions, plan: Plan) -> float:
 
     if topts.hang_timeout is not None:
         return topts.hang_timeout
-    return DEFAULT_HANG_TIMEOUT if plan.world_size > 1 and topts.dry_run is None else 0.0
+    return DEFAULT_HANG_TIMEOUT if plan.world_size > 1 else 0.0
 
 
 def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> int:
@@ -207,9 +225,8 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     hang_timeout = effective_hang_timeout(topts, plan) if task == "train" else 0.0
 
     record = RunRecord(run_dir, argv, plan.to_dict(mask=True),
-                       extra={"config": str(rc.path), "overrides": list(rc.overrides), "seed": topts.seed,
-                              "max_restarts": topts.max_restarts, "hang_timeout_s": hang_timeout or None,
-                              "save_interval_iters": topts.save_interval_iters, "attempts": []})
+                       extra={"config": str(rc.path), "overrides": list(rc.overrides),
+                              **_reliability(task, topts, plan), "seed": topts.seed, "attempts": []})
     log_dir = Path(node.cwd) / node.log_dir
     earlier = _earlier_attempts(record.path) if topts.resume == "auto" else []
     if earlier:  # started again with --resume auto (a supervisor, a pod restart, the ssh controller)
@@ -228,51 +245,25 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
                 + f", network {plan.net.name}")
     output.info("$ " + node.shell_command(mask=True))
 
-    attempt = 0
-    while True:
-        entry = _attempt_start(record, len(earlier) + attempt, job, run_dir)
-        try:
-            result = executor.run_node(plan, node, hang_timeout=hang_timeout)
-        except BaseException as exc:
-            _attempt_end(record, entry, None, plan, node)
-            record.finish(1, "failed", {"error": str(exc)})
-            raise
-        _attempt_end(record, entry, result, plan, node)
-        if not _should_restart(result, plan, attempt, topts.max_restarts):
-            break
-        attempt += 1
-        wait = backoff_seconds(attempt)
-        output.warn(f"attempt {attempt} of {topts.max_restarts + 1} failed: {executor.describe_failure(result, plan)}")
-        _archive_logs(log_dir, entry["attempt"], entry)
-        _clear_progress(run_dir, plan)
-        record.write()
-        output.info(f"restarting the job in {wait:g}s from the newest complete checkpoint "
-                    f"(restart {attempt} of {topts.max_restarts}, --max-restarts)")
-        if _sleep_interruptibly(wait):
-            record.finish(130, "interrupted", {"note": "interrupted while waiting to restart"})
-            output.error("interrupted while waiting to restart; all workers stopped")
-            return 130
-        job.resume, job.attempt = "auto", attempt
-        job.save(run_dir / "job.json")
-
+    result, attempt = _run_attempts(plan, node, job, record, topts.max_restarts, hang_timeout, len(earlier), run_dir)
+    if result is None:
+        return 130  # interrupted while waiting to restart
     record.finish(result.exit_code, result.status, result.failure_dict())
     if result.status == "done":
         return 0
-    message = executor.describe_failure(result, plan)
-    if attempt:
-        message = f"after {attempt} restart{'s' if attempt > 1 else ''} (--max-restarts {topts.max_restarts}), " \
-                  f"the last attempt failed: {message}"
+    prefix = (f"after {attempt} restart{'s' if attempt > 1 else ''} (--max-restarts {topts.max_restarts}), "
+              "the last attempt failed: ") if attempt else ""
+    message = prefix + executor.describe_failure(result, plan)
     if result.status == "interrupted":
         output.error(message)
         return result.exit_code
-    if result.worker_error and (result.failed_code == 2 or (plan.launcher == "direct" and result.exit_code == 2)):
+    if _is_user_error(result, plan):
         # a user error the worker found (bad data, weights of another model): its one line, exit 2
         output.error(result.worker_error)
         return 2
     if result.worker_error and result.failed_code is not None and result.failed_code > 0:
         # the worker said why it failed (e.g. the disk is full): that line names the cause
         text = result.worker_error.removeprefix("worker failed: ")
-        prefix = message[:message.index("the last attempt failed: ") + 25] if attempt else ""
         raise RuntimeFailure(f"{prefix}worker rank {result.failed_rank} failed: {text} (log: {result.failed_log})")
     if result.log_tail and plan.launcher != "direct":
         output.error(f"last lines of {result.failed_log or 'the launcher output'}:")
@@ -281,9 +272,49 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     raise RuntimeFailure(message)
 
 
+def _run_attempts(plan: Plan, node, job, record, budget: int, hang_timeout: float, earlier: int, run_dir: Path):
+    """Run the job, and again from the newest complete checkpoint after each failure, up to
+    `budget` restarts; returns (the last attempt's result, restarts done), or (None, n) when
+    interrupted while waiting to restart. Each attempt is recorded in run.json."""
+    from trainctl.launch import executor
+
+    log_dir = Path(node.cwd) / node.log_dir
+    attempt = 0
+    while True:
+        entry = _attempt_start(record, earlier + attempt, job, run_dir)
+        try:
+            result = executor.run_node(plan, node, hang_timeout=hang_timeout)
+        except BaseException as exc:
+            _attempt_end(record, entry, None, plan, node)
+            record.finish(1, "failed", {"error": str(exc)})
+            raise
+        _attempt_end(record, entry, result, plan, node)
+        if not _should_restart(result, plan, attempt, budget):
+            return result, attempt
+        attempt += 1
+        wait = backoff_seconds(attempt)
+        output.warn(f"attempt {attempt} of {budget + 1} failed: {executor.describe_failure(result, plan)}")
+        _archive_logs(log_dir, entry["attempt"], entry)
+        _clear_progress(run_dir, plan)
+        record.write()
+        output.info(f"restarting the job in {wait:g}s from the newest complete checkpoint "
+                    f"(restart {attempt} of {budget}, --max-restarts)")
+        if _sleep_interruptibly(wait):
+            record.finish(130, "interrupted", {"note": "interrupted while waiting to restart"})
+            output.error("interrupted while waiting to restart; all workers stopped")
+            return None, attempt
+        job.resume, job.attempt = "auto", attempt
+        job.save(run_dir / "job.json")
+
+
+def _is_user_error(result, plan: Plan) -> bool:
+    """A user error the worker found (bad data, weights of another model): exit 2, never restarted."""
+    return bool(result.worker_error) and (result.failed_code == 2 or (plan.launcher == "direct" and result.exit_code == 2))
+
+
 def _earlier_attempts(path: Path) -> list[dict]:
     """The attempts an earlier trainctl process recorded for this run directory (its last one
-    marked failed if that process died without writing how it ended)."""
+    marked lost if that process died without writing how it ended)."""
     import json
 
     try:
@@ -299,10 +330,7 @@ def _earlier_attempts(path: Path) -> list[dict]:
 def _should_restart(result, plan: Plan, attempt: int, budget: int) -> bool:
     """Restart a failed job (a crash, a lost peer, a hang) within the budget; never an interruption
     (Ctrl-C, SIGTERM) or a user error (exit 2: bad data, wrong weights fail the same way again)."""
-    if result.status != "failed" or attempt >= budget:
-        return False
-    user_error = result.worker_error and (result.failed_code == 2 or (plan.launcher == "direct" and result.exit_code == 2))
-    return not user_error
+    return result.status == "failed" and attempt < budget and not _is_user_error(result, plan)
 
 
 def _attempt_start(record, attempt: int, job, run_dir: Path) -> dict:

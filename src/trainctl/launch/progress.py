@@ -21,7 +21,6 @@ Pure: no paddle.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -61,12 +60,16 @@ def heartbeat_path(run_dir: str | os.PathLike, rank: int) -> Path:
 
 def write_heartbeat(path: Path, record: dict) -> None:
     """Replace the rank's record (temporary file + rename; no fsync: a lost record only delays)."""
+    import json  # lazy: a dry run reads this module's defaults and must not load json
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record))
     os.replace(tmp, path)
 
 
 def read_heartbeat(run_dir: str | os.PathLike, rank: int) -> dict | None:
+    import json
+
     try:
         return json.loads(heartbeat_path(run_dir, rank).read_text())
     except (OSError, ValueError):
