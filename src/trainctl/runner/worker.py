@@ -99,7 +99,8 @@ def _train(job: Job, cfg, rank: int) -> dict:
     entry = _checkpoint_entry(resume) if resume else None
     install_callbacks(trainer, job, rank, entry)
     if resume:
-        session.load_weights_strict(trainer.model, resume, cfg.architecture)  # clear error first
+        if not job.attempt:  # a restart resumes this very run's checkpoint: no second read of the weights
+            session.load_weights_strict(trainer.model, resume, cfg.architecture)  # clear error first
         trainer.resume_weights(resume)
         into = int(entry.get("iter", 0)) if entry else 0
         _log(f"resumed from {resume} at epoch {trainer.start_epoch}"
