@@ -316,6 +316,7 @@ class _HangWatch:
         self.shown_dir = shown_dir  # the log directory as the user gave it (relative to the working directory)
         self.ranks = {first_rank + local: local for local in range(nproc)}  # global -> local
         self.next_check = 0.0
+        self.culprits: list[int] = []  # after diagnose: the ranks that stopped first
 
     def log_path(self, local: int) -> Path:
         return self.log_dir / f"workerlog.{local}"
@@ -358,6 +359,7 @@ class _HangWatch:
         answered = {rank: rank in dumps for rank in signalled}
         ranks = sorted(self.ranks)
         culprits, why = progress.stopped_first(ranks, records, states, answered)
+        self.culprits = culprits
         last = max((float(r["time"]) for r in records.values() if r), default=time.time())
         parts = [f"no rank completed an iteration for {time.time() - last:.0f}s "
                  f"(--hang-timeout {progress.format_duration(self.timeout)})"]
@@ -521,7 +523,7 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
 
     result = ExecResult(exit_code=code, status="done" if code == 0 else "failed", leftovers_killed=killed)
     if hang:
-        return _hang_result(result, hang, hang_watch, plan, node)
+        return _hang_result(result, hang, hang_watch, node)
     if received:
         result.status, result.signal = "interrupted", received[0]
         result.exit_code = 128 + received[0]
@@ -579,12 +581,9 @@ def _stopped_peer(watch, plan: Plan, run_root: Path, first: int) -> tuple[int, s
     return rank - base, f"it stopped first: {why[rank]}; {progress.describe_record(records[rank])}"
 
 
-def _hang_result(result: ExecResult, hang: str, hang_watch, plan: Plan, node: NodePlan) -> ExecResult:
-    records = hang_watch.records()
-    states = {rank: None for rank in records}  # every worker is gone by now; the text has the evidence
-    culprits, _ = progress.stopped_first(sorted(records), records, states)
-    named = [int(part.split()[1]) for part in hang.split("; ") if part.startswith("rank ") and "stopped first" in part]
-    rank = (named or culprits or [min(hang_watch.ranks)])[0]
+def _hang_result(result: ExecResult, hang: str, hang_watch: "_HangWatch", node: NodePlan) -> ExecResult:
+    """A hang is a failure of the rank that stopped first (else the lowest rank of this node)."""
+    rank = (hang_watch.culprits or [min(hang_watch.ranks)])[0]
     local = hang_watch.ranks[rank]
     result.status, result.exit_code = "failed", 1
     result.failed_rank, result.failed_local_rank, result.failed_code = rank, local, None
