@@ -206,3 +206,23 @@ def test_a_gloo_victim_is_not_blamed_when_a_peer_was_stopped(tmp_path):
     assert local == 0 and why.startswith("it stopped first: its process is stopped (state T); last iteration 3 (epoch 2)")
     assert executor._stopped_peer(SimpleNamespace(states_at_first_exit={0: "S"}), plan, tmp_path, first=1) is None
     assert executor._stopped_peer(SimpleNamespace(states_at_first_exit={}), plan, tmp_path, first=1) is None
+
+
+@pytest.mark.parametrize("how,expected", [("kill", -9), ("exit", 3)])
+def test_exit_code_of_another_process_child_is_read_from_its_zombie(how, expected):
+    """A worker is paddle launch's child, not ours: while it is a zombie, /proc still says how it ended."""
+    from trainctl.launch import executor
+
+    child = subprocess.Popen([sys.executable, "-c", "import time, sys; sys.exit(3) if sys.argv[1] == 'exit' "
+                              "else time.sleep(30)", how])
+    try:
+        if how == "kill":
+            child.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while progress.proc_state(child.pid)[0] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert executor.zombie_exit_code(child.pid) == expected
+    finally:
+        child.kill()
+        child.wait()
+    assert executor.zombie_exit_code(child.pid) is None  # reaped: gone

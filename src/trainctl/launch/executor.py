@@ -223,6 +223,19 @@ def _parent_pid(entry: Path) -> int | None:
         return None
 
 
+def zombie_exit_code(pid: int, proc_root: str = "/proc") -> int | None:
+    """How a child of another process ended, while it is a zombie not yet reaped: the exit code,
+    or -signal (Linux /proc/<pid>/stat field 52, exit_code in waitpid form)."""
+    try:
+        fields = (Path(proc_root) / str(pid) / "stat").read_text().rsplit(")", 1)[-1].split()
+        if fields[0] != "Z":
+            return None
+        status = int(fields[49])
+    except (OSError, IndexError, ValueError):
+        return None
+    return -(status & 0x7F) if status & 0x7F else (status >> 8) & 0xFF
+
+
 class _WorkerWatch(threading.Thread):
     """Notes the order in which this node's workers exit.
 
@@ -242,6 +255,7 @@ class _WorkerWatch(threading.Thread):
         self.pids: dict[int, int] = {}  # local rank -> pid
         self.exits: list[tuple[float, int]] = []  # (monotonic time, local rank), in order
         self.states_at_first_exit: dict[int, str | None] = {}  # the others' /proc state then (T: stopped)
+        self.exit_codes: dict[int, int] = {}  # read from a worker's zombie before the launcher reaps it
         self._halt = threading.Event()
 
     def _scan(self) -> None:
@@ -287,6 +301,9 @@ class _WorkerWatch(threading.Thread):
                 if rank not in done and self._gone(pid):
                     done.add(rank)
                     self.exits.append((now, rank))
+                    code = zombie_exit_code(pid)
+                    if code is not None:
+                        self.exit_codes[rank] = code
             if self.exits and not self.states_at_first_exit:
                 self.states_at_first_exit = {rank: progress.proc_state(pid)[0] for rank, pid in self.pids.items()
                                              if rank not in done}
@@ -551,6 +568,8 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
     if local is not None:
         result.failed_local_rank = local
         result.failed_code = reported.get(local)
+        if result.failed_code is None and watch is not None and culprit is None:
+            result.failed_code = watch.exit_codes.get(local)  # the launcher reported another rank
         result.failed_rank = plan.node_rank * plan.device.nproc_per_node + local
         result.failed_log = str(Path(node.log_dir) / f"workerlog.{local}")
         result.log_tail = _tail(log_dir / f"workerlog.{local}")
