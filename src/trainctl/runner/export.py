@@ -140,6 +140,8 @@ def run_export(config: str, overrides: list[str] | tuple[str, ...], weights: str
 
     compat.export_env()  # first: nothing below may import paddle before this
     predictor_config.parse_device(device)
+    if device != "cpu":  # what this paddle can use, before the config and weights are loaded
+        predictor_config.check_options(predictor_config.PredictorOptions(device=device), predictor_config.paddle_caps())
     with tempfile.TemporaryDirectory(prefix="trainctl-export-") as tmp:
         flat, rc, weights = session.flat_config_and_weights(config, overrides, weights, tmp, "to export")
         check_image_shape(rc.get("TestReader.inputs_def.image_shape", None))

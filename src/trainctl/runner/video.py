@@ -28,6 +28,10 @@ DEFAULT_CAMERA_FPS = 30.0
 def open_capture(video: str | None, camera: int | None):
     import cv2
 
+    try:  # OpenCV's own "can't open camera by index" warning; the error below says it
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:
+        pass
     capture = cv2.VideoCapture(int(camera)) if camera is not None else cv2.VideoCapture(video)
     if not capture.isOpened():
         what = f"camera {camera}" if camera is not None else f"video {video}"
@@ -80,9 +84,13 @@ def infer_video(model_dir: str, deploy, output_dir: str, threshold: float, threa
     from trainctl.runner.predict import ExportedModel, draw_detections
 
     quiet_ppdet_warnings()
+    capture = open_capture(deploy.video, deploy.camera)  # a wrong camera or file fails before the model loads
     threads = max(1, threads or cpu_count())
-    model = ExportedModel(model_dir, threads=threads, options=deploy.predictor_options(threads, onednn, batch_size))
-    capture = open_capture(deploy.video, deploy.camera)
+    try:
+        model = ExportedModel(model_dir, threads=threads, options=deploy.predictor_options(threads, onednn, batch_size))
+    except BaseException:
+        capture.release()
+        raise
     facts = stream_facts(capture)
     name = output_name(deploy.video, deploy.camera)
     out = Path(output_dir)

@@ -1,0 +1,141 @@
+"""Sliced inference, COCO results scored by `trainctl eval --json-eval`, and deployment input errors, on CPU.
+
+The smoke model is trained for five iterations: its boxes do not match the
+ground truth (IoU 0 on the sample images), so sliced inference is checked
+against what the same model finds in each small scene on its own (the objects
+"at the model's input size"), not against the annotations.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.paddle, pytest.mark.slow]
+
+SCENE = 224  # the smoke model's input size (TestReader Resize 224x224)
+GRID = 3
+
+
+def _iou(a, b):
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union if union > 0 else 0.0
+
+
+@pytest.fixture(scope="module")
+def composed(smoke_run, tmp_path_factory):
+    """GRID x GRID sample scenes, each resized to SCENE x SCENE, side by side in one large image; also as single files."""
+    import cv2
+    import numpy as np
+
+    images = sorted((smoke_run.workdir / "dataset" / "roadsign_voc" / "images").glob("*.png"))[: GRID * GRID]
+    tmp = tmp_path_factory.mktemp("sliced")
+    (tmp / "scenes").mkdir()
+    big = np.zeros((GRID * SCENE, GRID * SCENE, 3), dtype=np.uint8)
+    cells = {}
+    for i, path in enumerate(images):
+        scene = cv2.resize(cv2.imread(str(path)), (SCENE, SCENE))
+        name = f"cell{i}.png"
+        cv2.imwrite(str(tmp / "scenes" / name), scene)
+        x0, y0 = (i % GRID) * SCENE, (i // GRID) * SCENE
+        big[y0:y0 + SCENE, x0:x0 + SCENE] = scene
+        cells[str(tmp / "scenes" / name)] = (x0, y0)
+    cv2.imwrite(str(tmp / "big.png"), big)
+    return tmp, cells
+
+
+def _detections(ptools, cwd, model, args, out):
+    proc = ptools.run_cli(["infer", "--model-dir", str(model), "--threshold", "0.1", "--no-save-images", "--output", str(out), *args], cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((out / "detections.json").read_text())["detections"]
+
+
+def test_sliced_inference_finds_what_each_scene_shows_and_whole_image_misses(exported_model, composed, ptools, smoke_run, tmp_path):
+    tmp, cells = composed
+    per_scene = _detections(ptools, smoke_run.workdir, exported_model, ["--dir", str(tmp / "scenes")], tmp_path / "scenes")
+    expected = [(d["class_id"], d["score"], [v + off for v, off in zip(d["box"], cells[d["file"]] * 2)]) for d in per_scene]
+    assert expected, "the model finds nothing in the scenes at threshold 0.1"
+    sliced = _detections(ptools, smoke_run.workdir, exported_model,
+                         ["--img", str(tmp / "big.png"), "--slice", f"{SCENE}x{SCENE}", "--overlap", "0", "--combine", "concat",
+                          "--batch-size", "3"], tmp_path / "sliced")
+    whole = _detections(ptools, smoke_run.workdir, exported_model, ["--img", str(tmp / "big.png")], tmp_path / "whole")
+
+    # tiles == scenes: the sliced boxes are each scene's boxes, moved to the scene's place in the large image
+    assert len(sliced) == len(expected)
+    unused = list(sliced)
+    for cls, score, box in expected:
+        twin = [d for d in unused if d["class_id"] == cls and abs(d["score"] - score) < 1e-4
+                and max(abs(a - b) for a, b in zip(d["box"], box)) < 1e-2]
+        assert twin, (cls, score, box)
+        unused.remove(twin[0])
+
+    def found(dets):
+        return sum(any(d["class_id"] == cls and _iou(d["box"], box) >= 0.5 for d in dets) for cls, _, box in expected)
+
+    # at the model's input size the whole 672 px image shrinks every object 3x: it finds fewer of them
+    assert found(sliced) == len(expected) > found(whole)
+
+
+def test_sliced_nms_merges_overlapping_tiles(exported_model, composed, ptools, smoke_run, tmp_path):
+    tmp, _ = composed
+    args = ["--img", str(tmp / "big.png"), "--slice", "320x320", "--overlap", "0.2", "--batch-size", "3"]  # 9 tiles
+    concat = _detections(ptools, smoke_run.workdir, exported_model, [*args, "--combine", "concat"], tmp_path / "concat")
+    merged = _detections(ptools, smoke_run.workdir, exported_model, [*args, "--combine", "nms"], tmp_path / "nms")
+    assert 0 < len(merged) < len(concat)
+    for d in merged:  # every kept box is one of the tiles' boxes, inside the image, and no same-class pair overlaps > 0.6
+        assert any(c["class_id"] == d["class_id"] and c["score"] == d["score"] and c["box"] == d["box"] for c in concat)
+        assert 0 <= d["box"][0] <= d["box"][2] <= GRID * SCENE and 0 <= d["box"][1] <= d["box"][3] <= GRID * SCENE
+    for i, a in enumerate(merged):
+        for b in merged[i + 1:]:
+            assert a["class_id"] != b["class_id"] or _iou(a["box"], b["box"]) <= 0.6 + 1e-6
+
+
+def test_coco_results_scored_by_eval_equal_direct_eval(smoke_run, ptools, tmp_path):
+    """infer --save-results on the eval images (threshold 0: every box, as eval sees them) -> eval --json-eval == eval --weights."""
+    work = smoke_run.workdir
+    voc = work / "dataset" / "roadsign_voc"
+    images = tmp_path / "eval-images"
+    images.mkdir()
+    for line in (voc / "valid.txt").read_text().split("\n"):
+        if line.strip():
+            shutil.copy(voc / line.split()[0], images)
+    proc = ptools.run_cli(["infer", "-c", "roadsign_cpu_smoke.yml", "--weights", str(smoke_run.final), "--dir", str(images),
+                           "--threshold", "0", "--save-results", "--no-save-images", "--output", str(tmp_path / "out")], work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bbox = tmp_path / "out" / "bbox.json"
+    entries = json.loads(bbox.read_text())
+    assert entries and set(entries[0]) == {"image_id", "category_id", "file_name", "bbox", "score"}
+    direct = ptools.run_cli(["eval", "-c", "roadsign_cpu_smoke.yml", "--weights", str(smoke_run.final), "--output", str(tmp_path / "ev")], work)
+    assert direct.returncode == 0, direct.stderr[-3000:]
+    scored = ptools.run_cli(["eval", "-c", "roadsign_cpu_smoke.yml", "--json-eval", str(bbox)], work)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    direct_map = json.loads((tmp_path / "ev" / "eval.json").read_text())["results"]["bbox"]
+    line = [x for x in scored.stdout.splitlines() if x.startswith("eval done:")][0]
+    assert f"{100 * direct_map:.2f}% (bbox)" in line, (direct_map, line)
+    assert f"on {len(list(images.iterdir()))} images" in line
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["export", "-c", "roadsign_cpu_smoke.yml", "-o", "use_gpu=false", "TestReader.inputs_def.image_shape=[3,224]"],
+     "TestReader.inputs_def.image_shape is [3, 224]; export needs [C, H, W]"),
+    (["export", "-c", "roadsign_cpu_smoke.yml", "--device", "gpu"], "--device gpu: the installed paddle is built without CUDA"),
+    (["infer", "--model-dir", "{model}", "--img", "{img}", "--device", "gpu:0", "--run-mode", "trt_fp16"],
+     "--device gpu: the installed paddle is built without CUDA"),
+    (["infer", "--model-dir", "{model}", "--img", "{img}", "--run-mode", "trt_int8"], "--run-mode trt_int8 runs on TensorRT, which needs --device gpu"),
+    (["infer", "--model-dir", "{model}", "--camera", "7"], "cannot open camera 7"),
+    (["infer", "-c", "roadsign_cpu_smoke.yml", "--img", "{img}", "--video", "x.mp4"], "give exactly one of --img FILE, --dir DIR, --video FILE and --camera ID"),
+    (["eval", "-c", "roadsign_cpu_smoke.yml", "--json-eval", "{img}"], "cannot read results file"),
+])
+def test_bad_deploy_input_is_one_line_exit_2(args, expected, exported_model, smoke_run, ptools):
+    weights = ["--weights", str(smoke_run.final)] if args[0] == "export" else []
+    args = [a.format(model=exported_model, img=ptools.road554) for a in args] + weights
+    proc = ptools.run_cli(args, smoke_run.workdir)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = ptools.error_lines(proc.stderr)
+    assert len(errors) == 1 and expected in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
