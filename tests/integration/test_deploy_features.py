@@ -139,3 +139,52 @@ def test_bad_deploy_input_is_one_line_exit_2(args, expected, exported_model, smo
     errors = ptools.error_lines(proc.stderr)
     assert len(errors) == 1 and expected in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+REAL_CONFIG_PROBE = r"""
+import json, sys
+from paddle import inference
+from trainctl.runner import predictor_config as pc
+
+model_dir = sys.argv[1]
+out = {"missing": []}
+for device in ("cpu", "gpu:1", "xpu", "npu"):
+    for mode in pc.RUN_MODES:
+        for collect in (False, True):
+            for name, _, _ in pc.predictor_calls(pc.PredictorOptions(device=device, run_mode=mode, collect_trt_shapes=collect), model_dir):
+                if not hasattr(inference.Config(), name):
+                    out["missing"].append(name)
+for onednn in (True, False):
+    config = inference.Config()
+    pc.apply_calls(config, pc.predictor_calls(pc.PredictorOptions(device="cpu", threads=3, onednn=onednn), model_dir),
+                   inference.PrecisionType)
+    out[f"cpu onednn={onednn}"] = [config.use_gpu(), config.onednn_enabled(), config.cpu_math_library_num_threads(),
+                                   config.tensorrt_engine_enabled(), config.ir_optim()]
+# the dynamic-shape calls of the TensorRT modes work on paddle's CPU build (the engine call itself raises there)
+shape_calls = [c for c in pc.predictor_calls(pc.PredictorOptions(device="gpu", run_mode="trt_fp16", collect_trt_shapes=True), model_dir)
+               if "shape" in c[0]]
+config = inference.Config()
+pc.apply_calls(config, shape_calls)
+out["collect"] = [config.shape_range_info_collected(), config.shape_range_info_path()]
+open(pc.shape_file(model_dir), "w").write("")
+shape_calls = [c for c in pc.predictor_calls(pc.PredictorOptions(device="gpu", run_mode="trt_fp16"), model_dir) if "shape" in c[0]]
+config = inference.Config()
+pc.apply_calls(config, shape_calls)
+out["reuse"] = [config.tuned_tensorrt_dynamic_shape(), config.trt_allow_build_at_runtime()]
+print("PROBE " + json.dumps(out))
+"""
+
+
+def test_predictor_config_on_paddles_real_config_object(tmp_path):
+    """Every call each device/mode makes exists on paddle.inference.Config; what paddle's CPU build can set, its getters show."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", REAL_CONFIG_PROBE, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads([line for line in proc.stdout.splitlines() if line.startswith("PROBE ")][0][len("PROBE "):])
+    assert out["missing"] == []
+    assert out["cpu onednn=True"] == [False, True, 3, False, True]
+    assert out["cpu onednn=False"] == [False, False, 3, False, True]
+    assert out["collect"] == [True, str(tmp_path / "shape_range_info.pbtxt")]
+    assert out["reuse"] == [True, True]
