@@ -92,8 +92,8 @@ def _same_images(result: dict, peer_images: dict) -> int:
 
 
 def test_directory_and_single_image_match_the_peer(exported_model, media, peer, ptools, smoke_run, tmp_path):
-    found = _infer(ptools, smoke_run.workdir, exported_model, ["--dir", str(media["dir"]), "--batch-size", "4", "--no-save-images"],
-                   tmp_path / "dir")
+    _infer(ptools, smoke_run.workdir, exported_model, ["--dir", str(media["dir"]), "--batch-size", "4", "--no-save-images"],
+           tmp_path / "dir")
     assert _same_images(json.loads((tmp_path / "dir" / "detections.json").read_text()), peer["dir"]) > 0
     _infer(ptools, smoke_run.workdir, exported_model, ["--img", str(media["img"])], tmp_path / "img")
     result = json.loads((tmp_path / "img" / "detections.json").read_text())
