@@ -25,7 +25,7 @@ from trainctl import output
 @click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value (with -c; `-o a=1 b=2` as in train).")
 # --- deployment (runner/predictor_config.py, slicing.py, video.py, coco_results.py; docs/deploy.md)
-@click.option("--device", metavar="DEV", help="With --model-dir: cpu, gpu, gpu:N, xpu[:N], npu[:N] (default: gpu if usable, else cpu).")
+@click.option("--device", metavar="DEV", help="cpu, gpu, gpu:N; with --model-dir also xpu[:N], npu[:N] (default: gpu if usable, else cpu).")
 @click.option("--run-mode", type=click.Choice(["paddle", "trt_fp32", "trt_fp16", "trt_int8"]), default="paddle",
               show_default=True, help="Paddle Inference alone, or with TensorRT at this precision (GPU).")
 @click.option("--min-subgraph-size", type=click.IntRange(min=1), default=3, show_default=True,

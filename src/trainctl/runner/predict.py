@@ -225,12 +225,21 @@ def split_rows(rows, counts, n_images: int) -> list:
 
 
 def predict_dynamic(flat_config: str, weights: str, images: list[str], threshold: float,
-                    batch_size: int = 1) -> tuple[list[Detection], list[str]]:
-    """`weights` as session.flat_config_and_weights resolved them (run_infer does that before paddle)."""
-    from trainctl.runner import session
+                    batch_size: int = 1, device: str | None = None) -> tuple[list[Detection], list[str]]:
+    """`weights` as session.flat_config_and_weights resolved them (run_infer does that before paddle).
+
+    `device`: None (GPU when usable, else CPU), cpu, gpu or gpu:N, checked against what paddle can use."""
+    from trainctl.runner import predictor_config, session
 
     cfg = session.load_flat_config(flat_config)
-    session.setup_device(cfg, "auto")
+    if device:
+        predictor_config.check_options(PredictorOptions(device=device), predictor_config.paddle_caps())
+    kind, index = predictor_config.parse_device(device or "cpu")
+    session.setup_device(cfg, kind if device else "auto")
+    if device and kind == "gpu" and index:
+        import paddle
+
+        paddle.set_device(f"gpu:{index}")
     label_file = session.ensure_test_labels(cfg, weights)
     labels = session.read_label_list(label_file)
 
@@ -473,7 +482,8 @@ def check_deploy_inputs(deploy: DeployOptions, model_dir: str | None, img: str |
     if len(media) != 1:
         raise UserError("give exactly one of --img FILE, --dir DIR, --video FILE and --camera ID")
     needs_model = {"--video": deploy.video, "--camera": deploy.camera is not None, "--slice": deploy.slice,
-                   "--device": deploy.device, "--run-mode": deploy.run_mode != "paddle",
+                   "--device xpu/npu": deploy.device and predictor_config.parse_device(deploy.device)[0] in ("xpu", "npu"),
+                   "--run-mode": deploy.run_mode != "paddle",
                    "--collect-trt-shapes": deploy.collect_trt_shapes}
     used = [flag for flag, on in needs_model.items() if on]
     if used and not model_dir:
@@ -602,7 +612,7 @@ def infer(
         detections, labels = predict_exported(model_dir, images, threshold, threads, batch_size, onednn, writer, deploy)
         source = f"exported model {model_dir}"
     else:
-        detections, labels = predict_dynamic(flat_config, weights, images, threshold, batch_size)
+        detections, labels = predict_dynamic(flat_config, weights, images, threshold, batch_size, deploy.device)
         source = f"dynamic graph, weights {weights}"
         by_file: dict[str, list[Detection]] = {}
         for d in detections:
