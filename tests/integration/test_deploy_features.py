@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +96,34 @@ def test_sliced_nms_merges_overlapping_tiles(exported_model, composed, ptools, s
             assert a["class_id"] != b["class_id"] or _iou(a["box"], b["box"]) <= 0.6 + 1e-6
 
 
+def _pseudo_labelled(voc: Path, images: Path, detections: list[dict], out: Path) -> None:
+    """A VOC eval set of `images` whose annotations are, per image, the model's best box of at least 2x2 px plus the
+    image's first true object: the smoke model finds nothing true (mAP 0 on the real labels, a trivial equality), so
+    the set is made where its mAP is neither 0 nor 100."""
+    from trainctl.data.sample import _annotation_xml
+
+    labels = (voc / "label_list.txt").read_text().split()
+    (out / "annotations").mkdir(parents=True)
+    shutil.copytree(images, out / "images")
+    shutil.copy(voc / "label_list.txt", out)
+    lines = []
+    for image in sorted(images.iterdir()):
+        truth = ET.parse(voc / "annotations" / f"{image.stem}.xml").getroot()
+        first = truth.find("object")
+        box = first.find("bndbox")
+        objects = [(first.find("name").text, tuple(int(float(box.find(k).text)) for k in ("xmin", "ymin", "xmax", "ymax")))]
+        mine = [d for d in detections if Path(d["file"]).name == image.name
+                and d["box"][2] - d["box"][0] >= 2 and d["box"][3] - d["box"][1] >= 2]
+        if mine:
+            best = max(mine, key=lambda d: d["score"])
+            objects.append((labels[best["class_id"]], tuple(int(round(v)) for v in best["box"])))
+        size = truth.find("size")
+        (out / "annotations" / f"{image.stem}.xml").write_text(
+            _annotation_xml(image.name, int(size.find("width").text), int(size.find("height").text), objects))
+        lines.append(f"images/{image.name} annotations/{image.stem}.xml")
+    (out / "valid.txt").write_text("\n".join(lines) + "\n")
+
+
 def test_coco_results_scored_by_eval_equal_direct_eval(smoke_run, ptools, tmp_path):
     """infer --save-results on the eval images (threshold 0: every box, as eval sees them) -> eval --json-eval == eval --weights."""
     work = smoke_run.workdir
@@ -109,11 +139,16 @@ def test_coco_results_scored_by_eval_equal_direct_eval(smoke_run, ptools, tmp_pa
     bbox = tmp_path / "out" / "bbox.json"
     entries = json.loads(bbox.read_text())
     assert entries and set(entries[0]) == {"image_id", "category_id", "file_name", "bbox", "score"}
-    direct = ptools.run_cli(["eval", "-c", "roadsign_cpu_smoke.yml", "--weights", str(smoke_run.final), "--output", str(tmp_path / "ev")], work)
+    detections = json.loads((tmp_path / "out" / "detections.json").read_text())["detections"]
+    _pseudo_labelled(voc, images, detections, tmp_path / "pseudo")
+    dataset = [f"EvalDataset.dataset_dir={tmp_path / 'pseudo'}"]
+    direct = ptools.run_cli(["eval", "-c", "roadsign_cpu_smoke.yml", "--weights", str(smoke_run.final), "--output", str(tmp_path / "ev"),
+                             "-o", *dataset], work)
     assert direct.returncode == 0, direct.stderr[-3000:]
-    scored = ptools.run_cli(["eval", "-c", "roadsign_cpu_smoke.yml", "--json-eval", str(bbox)], work)
+    scored = ptools.run_cli(["eval", "-c", "roadsign_cpu_smoke.yml", "--json-eval", str(bbox), "-o", *dataset], work)
     assert scored.returncode == 0, scored.stderr[-3000:]
     direct_map = json.loads((tmp_path / "ev" / "eval.json").read_text())["results"]["bbox"]
+    assert 0.05 < direct_map < 0.95, direct_map  # neither nothing nor everything found
     line = [x for x in scored.stdout.splitlines() if x.startswith("eval done:")][0]
     assert f"{100 * direct_map:.2f}% (bbox)" in line, (direct_map, line)
     assert f"on {len(list(images.iterdir()))} images" in line
