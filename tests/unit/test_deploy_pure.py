@@ -239,3 +239,35 @@ def test_infer_and_export_take_ppdet_style_overrides(command, tmp_path, capsys):
             main([*base, "-o", "use_gpu=false", *extra])
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and expected in err, err
+
+
+@pytest.mark.parametrize("deploy, model_dir, img, message", [
+    ({"slice": "100x100"}, None, "a.png", "--slice works on an exported model"),
+    ({"run_mode": "trt_fp16"}, None, "a.png", "--run-mode works on an exported model"),
+    ({"device": "npu"}, None, "a.png", "--device xpu/npu works on an exported model"),
+    ({"video": "v.mp4"}, "m", "a.png", "give exactly one of"),
+    ({}, "m", None, "give exactly one of"),
+    ({"slice": "100x100", "overlap": 1.5}, "m", "a.png", "--overlap 1.5 is not in"),
+    ({"slice": "100x100", "combine": "wbf"}, "m", "a.png", "--combine 'wbf'"),
+    ({"video": "missing.mp4"}, "m", None, "video not found"),
+    ({"camera": 0, "slice": "200x200"}, "m", None, "--slice works on images"),
+    ({"device": "gpu:x"}, "m", "a.png", "is not a device"),
+])
+def test_deploy_inputs_checked_before_paddle(deploy, model_dir, img, message, tmp_path, monkeypatch):
+    from trainctl.runner.predict import DeployOptions, check_deploy_inputs
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        check_deploy_inputs(DeployOptions(**deploy), model_dir, img, None)
+
+
+def test_deploy_inputs_kinds_and_given_flags(tmp_path):
+    from trainctl.runner.predict import DeployOptions, check_deploy_inputs
+
+    (tmp_path / "v.mp4").write_bytes(b"")
+    assert check_deploy_inputs(DeployOptions(video=str(tmp_path / "v.mp4")), "m", None, None) == "video"
+    assert check_deploy_inputs(DeployOptions(camera=0), "m", None, None) == "video"
+    assert check_deploy_inputs(DeployOptions(slice="64x64", device="cpu"), "m", None, "d") == "images"
+    assert check_deploy_inputs(DeployOptions(device="gpu:1"), None, "a.png", None) == "images"  # -c takes cpu/gpu
+    assert DeployOptions().given() == []
+    assert DeployOptions(video="v", overlap=0.5).given() == ["--overlap", "--video"]

@@ -75,17 +75,23 @@ def infer(config, weights, model_dir, img, directory, threshold, output_dir, bat
       trainctl infer --model-dir deploy/roadsign --dir images/ --benchmark --batch-size 2 --threads 2 --json
     """
     from trainctl.runner.benchmark import from_cli
+    from trainctl.runner.predict import DeployOptions
 
+    deploy_flags["slice"] = deploy_flags.pop("slice_size")
+    deploy = DeployOptions(**deploy_flags)
+    if benchmark and deploy.given():
+        from trainctl.errors import UserError
+
+        raise UserError(f"{', '.join(deploy.given())} do(es) not apply to --benchmark", hint="--benchmark times CPU images; drop them")
     if from_cli(config, model_dir, img, directory, threshold, threads, benchmark, batch_size, warmup, repeats, as_json,
                 onednn=onednn):
         return
     from trainctl.cli.train import ppdet_style_overrides
-    from trainctl.runner.predict import DeployOptions, run_infer
+    from trainctl.runner.predict import run_infer
 
     overrides = ppdet_style_overrides(overrides, extra_overrides)
-    deploy_flags["slice"] = deploy_flags.pop("slice_size")
     result = run_infer(config, overrides, weights, model_dir, img, directory, threshold, output_dir, threads,
-                       batch_size=batch_size or 1, save_images=save_images, onednn=onednn, deploy=DeployOptions(**deploy_flags))
+                       batch_size=batch_size or 1, save_images=save_images, onednn=onednn, deploy=deploy)
     if "frames" in result:
         output.echo(f"{result['detections']} detections in {result['frames']} frames ({result['fps']:.2f} frames/s); "
                     f"video {result['video']}, per-frame detections {result['jsonl']}")

@@ -460,6 +460,12 @@ class DeployOptions:
     camera: int | None = None
     max_frames: int | None = None
 
+    def given(self) -> list[str]:
+        """The flags (--video, --slice, ...) set to something other than their default."""
+        from dataclasses import fields
+
+        return [f"--{f.name.replace('_', '-')}" for f in fields(self) if getattr(self, f.name) != f.default]
+
     def predictor_options(self, threads: int, onednn: bool, batch_size: int, caps: dict | None = None) -> PredictorOptions:
         """Checked against what this paddle can do (`caps`: predictor_config.paddle_caps())."""
         from trainctl.runner import predictor_config
