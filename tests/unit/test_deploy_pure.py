@@ -271,3 +271,40 @@ def test_deploy_inputs_kinds_and_given_flags(tmp_path):
     assert check_deploy_inputs(DeployOptions(device="gpu:1"), None, "a.png", None) == "images"  # -c takes cpu/gpu
     assert DeployOptions().given() == []
     assert DeployOptions(video="v", overlap=0.5).given() == ["--overlap", "--video"]
+
+
+class FakeCapture:
+    """A camera-like stream for runner/video.py: n frames, then end; reports no fps and no frame count."""
+
+    def __init__(self, n):
+        self.n, self.read_count = n, 0
+
+    def read(self):
+        if self.read_count >= self.n:
+            return False, None
+        self.read_count += 1
+        return True, np.full((4, 6, 3), self.read_count, np.uint8)
+
+    def get(self, prop):
+        import cv2
+
+        return {cv2.CAP_PROP_FRAME_WIDTH: 6, cv2.CAP_PROP_FRAME_HEIGHT: 4}.get(prop, 0)
+
+
+def test_video_frames_batched_until_the_end_or_max_frames():
+    from trainctl.runner import video
+
+    batches = list(video.read_frames(FakeCapture(7), 3, None))
+    assert [len(b) for b in batches] == [3, 3, 1] and batches[2][0][0, 0, 0] == 7
+    capture = FakeCapture(100)
+    assert [len(b) for b in video.read_frames(capture, 4, 6)] == [4, 2] and capture.read_count == 6
+    assert video.stream_facts(FakeCapture(1)) == {"fps": video.DEFAULT_CAMERA_FPS, "width": 6, "height": 4, "frames": None}
+    assert video.output_name(None, 2) == "camera2" and video.output_name("/v/street.mp4", None) == "street"
+
+
+def test_frame_line_is_one_json_object_without_the_file():
+    from trainctl.runner import video
+    from trainctl.runner.predict import Detection
+
+    line = json.loads(video.frame_line(3, [Detection("cam#3", 1, "stop", 0.5, [1.0, 2.0, 3.0, 4.0])]))
+    assert line == {"frame": 3, "detections": [{"class_id": 1, "class": "stop", "score": 0.5, "box": [1.0, 2.0, 3.0, 4.0]}]}
