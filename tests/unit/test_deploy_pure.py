@@ -252,6 +252,7 @@ def test_infer_and_export_take_ppdet_style_overrides(command, tmp_path, capsys):
     ({"video": "missing.mp4"}, "m", None, "video not found"),
     ({"camera": 0, "slice": "200x200"}, "m", None, "--slice works on images"),
     ({"device": "gpu:x"}, "m", "a.png", "is not a device"),
+    ({"camera": 0, "save_results": True}, "m", None, "--save-results works on images"),
 ])
 def test_deploy_inputs_checked_before_paddle(deploy, model_dir, img, message, tmp_path, monkeypatch):
     from trainctl.runner.predict import DeployOptions, check_deploy_inputs

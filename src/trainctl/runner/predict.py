@@ -506,6 +506,8 @@ def check_deploy_inputs(deploy: DeployOptions, model_dir: str | None, img: str |
             raise UserError(f"--combine {deploy.combine!r} is not one of {', '.join(slicing.COMBINE_METHODS)}")
         if deploy.video or deploy.camera is not None:
             raise UserError("--slice works on images (--img, --dir), not on video")
+    if (deploy.save_results or deploy.coco_annotations) and (deploy.video or deploy.camera is not None):
+        raise UserError("--save-results works on images (--img, --dir); a video's detections are in its .jsonl")
     if deploy.video and not os.path.isfile(deploy.video):
         raise UserError(f"video not found: {deploy.video}", hint="check the path given to --video")
     if deploy.coco_annotations and not os.path.isfile(deploy.coco_annotations):
