@@ -189,6 +189,8 @@ def test_to_coco_boxes_are_xywh_and_read_back_per_record():
     records = [{"im_file": "/data/a.png"}, {"im_file": "/data/b.png"}]
     rows = coco_results.rows_per_image(entries, records, [1, 3])
     assert rows[0].shape == (0, 6) and rows[1].tolist() == [[1, 0.5, 10, 20, 30, 60]]
+    other = coco_results.rows_per_image([dict(entries[0], file_name="train7.png", image_id=0)], records, [1, 3])
+    assert [len(r) for r in other] == [0, 0]  # not an eval image: not scored, whatever its image_id
     by_position = coco_results.rows_per_image([dict(entries[0], file_name=None, image_id=0)], records, [1, 3])
     assert by_position[0].tolist() == [[1, 0.5, 10, 20, 30, 60]]
     with pytest.raises(UserError, match="category_id 9"):

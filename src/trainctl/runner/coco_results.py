@@ -94,18 +94,21 @@ def load_results(path: str) -> list[dict]:
 def rows_per_image(results: list[dict], records: list[dict], cat_ids: list[int]) -> list:
     """Per eval record (in order), rows [class, score, x1, y1, x2, y2] from COCO results entries.
 
-    An entry belongs to a record by file_name when it has one, else by image_id == record's position."""
+    An entry belongs to a record by file_name when it has one (entries of other images are left out), else by
+    image_id == record's position."""
     import numpy as np
 
     index = {cid: i for i, cid in enumerate(cat_ids)}
     by_name = {os.path.basename(str(r.get("im_file", ""))): i for i, r in enumerate(records)}
     rows: list[list] = [[] for _ in records]
     for entry in results:
-        i = by_name.get(entry.get("file_name")) if entry.get("file_name") else None
-        if i is None:
+        if entry.get("file_name"):  # an image outside the eval set (e.g. a whole directory was inferred): not scored
+            i = by_name.get(os.path.basename(str(entry["file_name"])))
+        else:
             i = int(entry["image_id"])
-            if not 0 <= i < len(records):
-                continue
+            i = i if 0 <= i < len(records) else None
+        if i is None:
+            continue
         cls = index.get(int(entry["category_id"]))
         if cls is None:
             raise UserError(f"category_id {entry['category_id']} is not one of the config's classes {cat_ids}")
