@@ -154,6 +154,37 @@ def test_coco_results_scored_by_eval_equal_direct_eval(smoke_run, ptools, tmp_pa
     assert f"on {len(list(images.iterdir()))} images" in line
 
 
+def test_json_eval_scores_coco_with_pycocotools(smoke_run, ptools, tmp_path):
+    """The COCO metric path of --json-eval: the sample eval set as a COCO file; its own boxes as results score 100 %."""
+    import trainctl
+
+    voc = smoke_run.workdir / "dataset" / "roadsign_voc"
+    labels = (voc / "label_list.txt").read_text().split()
+    images, annotations = [], []
+    for n, line in enumerate(x for x in (voc / "valid.txt").read_text().split("\n") if x.strip()):
+        image, xml = line.split()
+        root = ET.parse(voc / xml).getroot()
+        images.append({"id": n + 1, "file_name": Path(image).name, "width": int(root.find("size/width").text),
+                       "height": int(root.find("size/height").text)})
+        for obj in root.findall("object"):
+            x1, y1, x2, y2 = (float(obj.find(f"bndbox/{k}").text) for k in ("xmin", "ymin", "xmax", "ymax"))
+            annotations.append({"id": len(annotations) + 1, "image_id": n + 1, "category_id": labels.index(obj.find("name").text) + 1,
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+    anno = tmp_path / "coco_valid.json"
+    anno.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": i + 1, "name": name} for i, name in enumerate(labels)]}))
+    results = tmp_path / "bbox.json"
+    results.write_text(json.dumps([{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+                                   for a in annotations]))
+    base = Path(trainctl.__file__).parent / "configs" / "roadsign_cpu_smoke.yml"
+    config = tmp_path / "coco_smoke.yml"
+    config.write_text(f"_BASE_: ['{base}']\nmetric: COCO\nEvalDataset: !COCODataSet\n  dataset_dir: {voc}\n"
+                      f"  image_dir: images\n  anno_path: {anno}\n")
+    proc = ptools.run_cli(["eval", "-c", str(config), "--json-eval", str(results)], smoke_run.workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"eval done: COCO mAP 100.00% (bbox) on {len(images)} images" in proc.stdout, proc.stdout
+
+
 @pytest.mark.parametrize("args, expected", [
     (["export", "-c", "roadsign_cpu_smoke.yml", "-o", "use_gpu=false", "TestReader.inputs_def.image_shape=[3,224]"],
      "TestReader.inputs_def.image_shape is [3, 224]; export needs [C, H, W]"),
