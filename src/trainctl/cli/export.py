@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from trainctl import output
+from trainctl.cli.train import PPDET_HELP
 
 
 @click.command("export", context_settings={"max_content_width": 100})
@@ -12,7 +13,8 @@ from trainctl import output
 @click.option("--weights", metavar="W", help="Weights to export (default: the config's `weights`).")
 @click.option("--output", "output_dir", metavar="DIR", help="Directory for the model (default output_inference/<config name>).")
 @click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
-def export(config, weights, output_dir, overrides) -> None:
+@click.option("--ppdet", metavar="DIR", help=PPDET_HELP)
+def export(config, weights, output_dir, overrides, ppdet) -> None:
     """Export trained weights for deployment with Paddle Inference.
 
     Works with paddle 3.x out of the box (see docs/deploy.md for the shim).
@@ -28,5 +30,5 @@ def export(config, weights, output_dir, overrides) -> None:
     export_env()  # must precede the first `import paddle` in this process
     from trainctl.runner.export import run_export
 
-    result = run_export(config, list(overrides), weights, output_dir)
+    result = run_export(config, list(overrides), weights, output_dir, ppdet=ppdet)
     output.echo(f"exported {result['weights']} to {result['output']} ({', '.join(result['files'])})")

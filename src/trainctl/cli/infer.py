@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from trainctl import output
+from trainctl.cli.train import PPDET_HELP
 
 
 @click.command("infer", context_settings={"max_content_width": 100})
@@ -23,6 +24,7 @@ from trainctl import output
 @click.option("--onednn/--no-onednn", default=True,
               help="oneDNN (MKLDNN) kernels for Paddle Inference on CPU (default on; --no-onednn if one misbehaves).")
 @click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (with -c).")
+@click.option("--ppdet", metavar="DIR", help="With -c: " + PPDET_HELP)
 # --- deployment benchmark (trainctl.runner.benchmark, docs/runs.md)
 @click.option("--benchmark", is_flag=True, help="With --model-dir: time preprocess/inference/postprocess per image "
               "(TIPC-style report); writes no images.")
@@ -31,7 +33,7 @@ from trainctl import output
 @click.option("--json", "as_json", is_flag=True, help="Print the --benchmark report as JSON.")
 # --- end deployment benchmark
 def infer(config, weights, model_dir, img, directory, threshold, output_dir, batch_size, save_images, threads, onednn,
-          overrides, benchmark, warmup, repeats, as_json) -> None:
+          overrides, ppdet, benchmark, warmup, repeats, as_json) -> None:
     """Detect objects in images; write annotated images and detections.json.
 
     \b
@@ -51,6 +53,10 @@ def infer(config, weights, model_dir, img, directory, threshold, output_dir, bat
     if from_cli(config, model_dir, img, directory, threshold, threads, benchmark, batch_size, warmup, repeats, as_json,
                 onednn=onednn):
         return
+    if config:  # dynamic graph: ppdet chosen by the rule (--model-dir needs paddle only)
+        from trainctl.runner.session import use_ppdet
+
+        use_ppdet(ppdet)
     from trainctl.runner.predict import run_infer
 
     result = run_infer(config, list(overrides), weights, model_dir, img, directory, threshold, output_dir, threads,

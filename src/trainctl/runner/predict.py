@@ -221,7 +221,7 @@ def split_rows(rows, counts, n_images: int) -> list:
 def predict_dynamic(flat_config: str, weights: str, images: list[str], threshold: float,
                     batch_size: int = 1) -> tuple[list[Detection], list[str]]:
     """`weights` as session.flat_config_and_weights resolved them (run_infer does that before paddle)."""
-    from trainctl.runner import session
+    from trainctl.runner import compat, session
 
     cfg = session.load_flat_config(flat_config)
     session.setup_device(cfg, "auto")
@@ -234,7 +234,7 @@ def predict_dynamic(flat_config: str, weights: str, images: list[str], threshold
 
     trainer = Trainer(cfg, mode="test")
     session.load_weights_strict(trainer.model, weights, cfg.architecture)
-    trainer.dataset.set_images(images)
+    compat.set_test_images(trainer.dataset, images)  # PaddleDetection 2.7+ would read a VOC label list as COCO json
     cfg["TestReader"]["batch_size"] = batch_size  # create() reads it from the global config
     loader = create("TestReader")(trainer.dataset, 0)
     imid2path = trainer.dataset.get_imid2path()
