@@ -191,7 +191,8 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
         ppdet=plan.ppdet.to_dict() if plan.ppdet else None, progress="quiet" if output.is_quiet() else "auto").save(run_dir / "job.json")
 
     record = RunRecord(run_dir, argv, plan.to_dict(mask=True),
-                       extra={"config": str(rc.path), "overrides": list(rc.overrides)})
+                       extra={"config": str(rc.path), "overrides": list(rc.overrides),
+                              "ppdet": plan.ppdet.to_dict() if plan.ppdet else None})
     record.start()
 
     for warning in plan.warnings:

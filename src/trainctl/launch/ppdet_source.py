@@ -57,6 +57,13 @@ class PpdetSource:
         """What must agree across hosts: kind, version and commit."""
         return f"{self.kind} {self.version or '?'}" + (f" {self.commit[:12]}" if self.commit else "")
 
+    def short(self) -> str:
+        if self.kind == "source":
+            return f"ppdet from source {self.dir}"
+        if self.kind == "installed":
+            return f"{DIST_NAME} {self.version}, installed"
+        return "no ppdet"
+
     def describe(self) -> str:
         if self.kind == "missing":
             return "none: no PaddleDetection checkout here and paddledet is not installed"
@@ -412,5 +419,5 @@ def check_importable(src: PpdetSource) -> None:
     missing = missing_modules(src)
     if missing:
         names = ", ".join(missing)
-        raise UserError(f"the chosen ppdet ({src.describe()}) cannot be imported: missing module"
+        raise UserError(f"{src.short()} (chosen by {src.rule}) cannot be imported: missing module"
                         f"{'s' if len(missing) > 1 else ''} {names}", hint=f"install with: {install_command(src, missing)}")
