@@ -236,3 +236,22 @@ def test_preflight_every_host_must_use_the_same_ppdet(tmp_path):
     results[1].data["ppdet_error"] = "ppdet cannot be imported, missing imgaug"
     assert [p for ch in evaluate(results, versions, None) for p in ch.problems] == [
         "ppdet cannot be imported, missing imgaug"]
+
+
+def test_fanout_forwards_the_choice_to_every_host(tmp_path, monkeypatch, capsys):
+    """--ppdet as typed (relative to the remote workdir) and TRAINCTL_PPDET reach every host's command."""
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(ps.ENV_VAR, "/opt/PaddleDetection")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "-c", "roadsign.yml", "--hosts", "10.0.0.1,10.0.0.2", "--device", "cpu",
+              "--ppdet", "../PaddleDetection", "--dry-run"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    remotes = [shlex.split(shlex.split(line)[-1]) for line in out.splitlines() if line.startswith("ssh ")]
+    assert len(remotes) == 2
+    for words in remotes:
+        node = words[words.index("--") + 1:]
+        assert node[node.index("--ppdet") + 1] == "../PaddleDetection"
+        assert f"{ps.ENV_VAR}=/opt/PaddleDetection" in words
