@@ -347,9 +347,20 @@ def _cache_file(key: str) -> Path:
     return base / "ppdet-imports" / (hashlib.sha1(key.encode()).hexdigest()[:20] + ".txt")
 
 
-def third_party_imports(package_dir: str) -> list[str]:
-    """scan_imports, cached per tree (keyed on its path and its .py files' sizes and times)."""
-    key = _fingerprint(package_dir)
+def _wheel_fingerprint(src: PpdetSource) -> str | None:
+    """An installed wheel changes only with its dist-info's RECORD (pip rewrites it): one stat, not a walk."""
+    if src.kind != "installed" or not (src.version_from or "").endswith(".dist-info"):
+        return None
+    try:
+        st = os.stat(os.path.join(src.dir or "", src.version_from or "", "RECORD"))
+    except OSError:
+        return None
+    return f"{os.path.realpath(src.package_dir or '')} RECORD {st.st_mtime_ns} {st.st_size}"
+
+
+def third_party_imports(package_dir: str, key: str | None = None) -> list[str]:
+    """scan_imports, cached per tree (keyed on its path and its .py files' sizes and times, or `key`)."""
+    key = key or _fingerprint(package_dir)
     cache = _cache_file(key)
     lines = _read(cache).splitlines()
     if len(lines) >= 2 and lines[0] == _CACHE_FORMAT and lines[1] == key:
@@ -378,7 +389,7 @@ def missing_modules(src: PpdetSource) -> list[str]:
         return (importlib.machinery.PathFinder.find_spec(name) is not None
                 or importlib.util.find_spec(name) is not None)
 
-    return [m for m in third_party_imports(src.package_dir) if not found(m)]
+    return [m for m in third_party_imports(src.package_dir, _wheel_fingerprint(src)) if not found(m)]
 
 
 # module -> the package that installs it, where the names differ (when requirements.txt does not say)

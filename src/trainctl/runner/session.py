@@ -17,15 +17,16 @@ from trainctl.weights import resolve_weights, strip_suffix
 
 
 _chosen_ppdet = None  # the PpdetSource this process imports (use_ppdet / use_source)
+_announce = False  # load_flat_config says which ppdet it imported (export, infer -c; workers log their own)
 
 
-def use_source(src) -> None:
+def use_source(src, announce: bool = False) -> None:
     """Make this process import `src`'s ppdet (before the first `import ppdet`); load_flat_config verifies it."""
-    global _chosen_ppdet
+    global _chosen_ppdet, _announce
     from trainctl.launch import ppdet_source
 
     ppdet_source.activate(src)
-    _chosen_ppdet = src
+    _chosen_ppdet, _announce = src, announce
 
 
 def use_ppdet(flag: str | None):
@@ -34,8 +35,7 @@ def use_ppdet(flag: str | None):
 
     src = ppdet_source.choose(flag)
     ppdet_source.check_importable(src)
-    use_source(src)
-    output.info(f"ppdet: {src.describe()}")
+    use_source(src, announce=True)
     return src
 
 
@@ -56,6 +56,8 @@ def load_flat_config(path: str | os.PathLike):
         from trainctl.launch.ppdet_source import verify
 
         verify(_chosen_ppdet)  # ppdet came from where the rule said
+        if _announce:
+            output.info(f"ppdet: {_chosen_ppdet.describe()}")
     from ppdet.core.workspace import load_config
 
     try:
