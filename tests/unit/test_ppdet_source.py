@@ -52,6 +52,8 @@ def test_rule_order_flag_then_env_then_cwd_then_installed(tmp_path):
     assert (wheel.kind, wheel.dir, wheel.version, wheel.version_from) == (
         "installed", str(site), "2.6.0", "paddledet-2.6.0.dist-info")
     assert wheel.describe().startswith("paddledet 2.6.0, installed")
+    on_path = ps.choose(None, {}, str(elsewhere), search_path=[str(a), str(site)])  # a checkout on PYTHONPATH
+    assert (on_path.kind, on_path.dir) == ("source", str(a)) and "PYTHONPATH" in on_path.rule
     # the working directory never counts as "installed", even when it is on sys.path
     assert ps.choose(None, {}, str(site), search_path=["", str(site)]).kind == "missing"
 

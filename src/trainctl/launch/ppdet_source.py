@@ -139,6 +139,8 @@ def installed(cwd: str | None = None, search_path: list[str] | None = None) -> P
             continue
         if os.path.isfile(os.path.join(entry, "ppdet", "__init__.py")):
             version, version_from = _dist_info_version(entry)
+            if version is None and is_checkout(entry):  # a checkout the user put on PYTHONPATH
+                return _source(os.path.realpath(entry), "a checkout on sys.path (PYTHONPATH)")
             if version is None:
                 version, version_from = _read_version_py(Path(entry, "ppdet", "version.py"), "ppdet/version.py")
             commit = _version_py_commit(Path(entry, "ppdet", "version.py"))
