@@ -151,10 +151,9 @@ def test_eval_export_and_infer_both_ways(source, ptools):
         assert json.dumps(result).count("road0.png") >= 1, result  # one entry for the image, from each path
 
 
+@pytest.mark.parametrize("source", ["develop"], indirect=True)  # the develop fixture trained with --nproc 2
 def test_two_processes_on_a_checkout(source):
     """--nproc 2 through paddle launch: both workers import the chosen tree (develop's training)."""
-    if source.name != "develop":
-        pytest.skip("two processes run on one source only (develop, with --ppdet from outside), for CI time")
     record = json.loads((source.run_dir / "run.json").read_text())
     assert record["plan"]["world_size"] == 2 and record["plan"]["launcher"] == "paddle"
     logs = sorted((source.run_dir / "logs").glob("workerlog.*"))
