@@ -257,3 +257,51 @@ def test_fanout_forwards_the_choice_to_every_host(tmp_path, monkeypatch, capsys)
         node = words[words.index("--") + 1:]
         assert node[node.index("--ppdet") + 1] == "../PaddleDetection"
         assert f"{ps.ENV_VAR}=/opt/PaddleDetection" in words
+
+
+PROBE_IMPORT = """
+import json, sys
+from trainctl.launch import ppdet_source as ps
+src = ps.PpdetSource.from_dict(json.loads(sys.argv[1]))
+ps.activate(src)
+import ppdet
+ps.verify(src)
+print(ppdet.WHO)
+"""
+
+
+@pytest.mark.parametrize("safe_path", ["", "1"])
+def test_a_process_started_in_a_decoy_tree_imports_the_chosen_ppdet(tmp_path, safe_path):
+    """Without PYTHONSAFEPATH (Python 3.10, or a user's shell) the working directory comes first on
+    sys.path; activate() drops it, so a ppdet/ lying in the cwd is never imported by accident."""
+    import subprocess
+
+    decoy = make_tree(tmp_path / "decoy", {"ppdet/__init__.py": "raise SystemExit('decoy imported')\n"})
+    chosen = make_tree(tmp_path / "chosen", {"ppdet/__init__.py": "WHO = 'chosen'\n"})
+    site = tmp_path / "site"
+    make_tree(site, {"ppdet/__init__.py": "WHO = 'wheel'\n"}, setup=None, configs=False)
+    (site / "paddledet-2.6.0.dist-info").mkdir()
+    src_dir = str(Path(ps.__file__).resolve().parents[2])
+    for source, expected in ((ps.choose(str(chosen), {}, str(tmp_path)), "chosen"),
+                             (ps.installed(str(decoy), [str(site)]), "wheel")):
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH")}
+        env["PYTHONPATH"] = os.pathsep.join([src_dir, str(site)])
+        if safe_path:
+            env["PYTHONSAFEPATH"] = safe_path
+        proc = subprocess.run([sys.executable, "-c", PROBE_IMPORT, json.dumps(source.to_dict())], cwd=decoy,
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == expected
+
+
+def test_verify_names_a_ppdet_from_elsewhere(tmp_path, monkeypatch):
+    import types
+
+    from trainctl.errors import RuntimeFailure
+
+    chosen = make_tree(tmp_path / "chosen")
+    module = types.ModuleType("ppdet")
+    module.__file__ = str(tmp_path / "other" / "ppdet" / "__init__.py")
+    monkeypatch.setitem(sys.modules, "ppdet", module)
+    with pytest.raises(RuntimeFailure, match=f"ppdet was imported from {tmp_path / 'other' / 'ppdet'}, not from"):
+        ps.verify(ps.choose(str(chosen), {}, str(tmp_path)))
