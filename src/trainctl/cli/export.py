@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from trainctl import output
+from trainctl.cli.train import PPDET_HELP
 
 
 @click.command("export", context_settings={"max_content_width": 100})
@@ -15,8 +16,9 @@ from trainctl import output
               help="Override a config value (repeatable; `-o a=1 b=2` as in train).")
 @click.option("--device", default="cpu", show_default=True, metavar="DEV",
               help="Where the weights are loaded for tracing: cpu, gpu, gpu:N, xpu[:N], npu[:N].")
+@click.option("--ppdet", metavar="DIR", help=PPDET_HELP)
 @click.argument("extra_overrides", nargs=-1, metavar="")
-def export(config, weights, output_dir, overrides, extra_overrides, device) -> None:
+def export(config, weights, output_dir, overrides, extra_overrides, device, ppdet) -> None:
     """Export trained weights for deployment with Paddle Inference.
 
     Works with paddle 3.x out of the box (see docs/deploy.md for the shim).
@@ -33,5 +35,6 @@ def export(config, weights, output_dir, overrides, extra_overrides, device) -> N
     from trainctl.cli.train import ppdet_style_overrides
     from trainctl.runner.export import run_export
 
-    result = run_export(config, ppdet_style_overrides(overrides, extra_overrides), weights, output_dir, device)
+    result = run_export(config, ppdet_style_overrides(overrides, extra_overrides), weights, output_dir, device,
+                        ppdet=ppdet)
     output.echo(f"exported {result['weights']} to {result['output']} ({', '.join(result['files'])})")

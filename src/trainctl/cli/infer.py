@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from trainctl import output
+from trainctl.cli.train import PPDET_HELP
 
 
 @click.command("infer", context_settings={"max_content_width": 100})
@@ -24,6 +25,7 @@ from trainctl import output
               help="oneDNN (MKLDNN) kernels for Paddle Inference on CPU (default on; --no-onednn if one misbehaves).")
 @click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value (with -c; `-o a=1 b=2` as in train).")
+@click.option("--ppdet", metavar="DIR", help="With -c: " + PPDET_HELP)
 # --- deployment (runner/predictor_config.py, slicing.py, video.py, coco_results.py; docs/deploy.md)
 @click.option("--device", metavar="DEV", help="cpu, gpu, gpu:N; with --model-dir also xpu[:N], npu[:N] (default: gpu if usable, else cpu).")
 @click.option("--run-mode", type=click.Choice(["paddle", "trt_fp32", "trt_fp16", "trt_int8"]), default="paddle",
@@ -53,7 +55,7 @@ from trainctl import output
 # --- end deployment benchmark
 @click.argument("extra_overrides", nargs=-1, metavar="")
 def infer(config, weights, model_dir, img, directory, threshold, output_dir, batch_size, save_images, threads, onednn,
-          overrides, extra_overrides, benchmark, warmup, repeats, as_json, **deploy_flags) -> None:
+          overrides, extra_overrides, ppdet, benchmark, warmup, repeats, as_json, **deploy_flags) -> None:
     """Detect objects in images; write annotated images and detections.json.
 
     \b
@@ -87,6 +89,11 @@ def infer(config, weights, model_dir, img, directory, threshold, output_dir, bat
                 onednn=onednn):
         return
     from trainctl.cli.train import ppdet_style_overrides
+
+    if config:  # dynamic graph: ppdet chosen by the rule (--model-dir needs paddle only)
+        from trainctl.runner.session import use_ppdet
+
+        use_ppdet(ppdet)
     from trainctl.runner.predict import run_infer
 
     overrides = ppdet_style_overrides(overrides, extra_overrides)

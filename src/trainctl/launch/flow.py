@@ -72,8 +72,16 @@ def prepare(task: str, topts: TaskOptions, lopts: LaunchOptions, ctx: PlanContex
         if topts.no_pretrained and rc.get("pretrain_weights"):
             rc.set("pretrain_weights", "", source="--no-pretrained")
 
+    check_ppdet(plan, dry)  # first: nothing else (a download, a data check) before we know ppdet imports
     _checks(task, rc, topts, plan, dry)
     return rc, plan
+
+
+def check_ppdet(plan: Plan, dry: bool) -> None:
+    """Before any worker starts: the chosen ppdet imports (its third-party modules are installed)."""
+    from trainctl.launch import ppdet_source
+
+    _check(dry, plan, ppdet_source.check_importable, plan.ppdet)
 
 
 def _check_epoch(rc) -> None:
@@ -181,10 +189,12 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     Job(task=task, config=config_path, run_dir=plan.run_dir, device=plan.device.kind,
         eval_during_train=topts.eval_during_train, resume=topts.resume, weights=topts.weights,
         amp=topts.amp, vdl=topts.vdl, keep_checkpoints=topts.keep_checkpoints, seed=topts.seed,
+        ppdet=plan.ppdet.to_dict() if plan.ppdet else None,
         progress="quiet" if output.is_quiet() else "auto").save(run_dir / "job.json")
 
     record = RunRecord(run_dir, argv, plan.to_dict(mask=True),
-                       extra={"config": str(rc.path), "overrides": list(rc.overrides), "seed": topts.seed})
+                       extra={"config": str(rc.path), "overrides": list(rc.overrides), "seed": topts.seed,
+                              "ppdet": plan.ppdet.to_dict() if plan.ppdet else None})
     record.start()
 
     for warning in plan.warnings:
@@ -196,6 +206,8 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     output.info(f"run dir {plan.run_dir}; {plan.device.describe()}, world size {plan.world_size}"
                 + (f", node {plan.node_rank} of {plan.nnodes}" if plan.nnodes > 1 else "")
                 + f", network {plan.net.name}")
+    if plan.ppdet is not None:
+        output.info(f"ppdet: {plan.ppdet.describe()}")
     output.info("$ " + node.shell_command(mask=True))
 
     try:

@@ -58,15 +58,20 @@ def export_model(flat_config: str, weights: str | None, output_dir: str, device:
 
 
 def _export_in_subprocess(flat_config: str, weights: str | None, output_dir: str, device: str = "cpu") -> dict:
-    from trainctl.runner import compat
+    from trainctl.launch import ppdet_source
+    from trainctl.runner import compat, session
 
     env = dict(os.environ, **compat.EXPORT_ENV)
+    src = session.chosen_ppdet()
     with tempfile.TemporaryDirectory() as tmp:
         result_file = os.path.join(tmp, "result.json")
         cmd = [sys.executable, "-m", "trainctl.runner.export", "--config", flat_config, "--output", output_dir, "--result", result_file,
                "--device", device]
         if weights:
             cmd += ["--weights", weights]
+        if src is not None:  # the child imports the same ppdet as this process chose
+            env.update(ppdet_source.worker_env(src, os.environ))
+            cmd += ["--ppdet-source", json.dumps(src.to_dict())]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode == 0:
             return json.loads(Path(result_file).read_text())
@@ -134,11 +139,13 @@ def _export_here(flat_config: str, weights: str | None, output_dir: str, device:
 
 
 def run_export(config: str, overrides: list[str] | tuple[str, ...], weights: str | None, output_dir: str | None,
-               device: str = "cpu") -> dict:
-    """`trainctl export`: resolve the config, check the inputs and weights (before paddle), export."""
+               device: str = "cpu", ppdet: str | None = None) -> dict:
+    """`trainctl export`: resolve the config, check the inputs and weights (before paddle), export with
+    the ppdet the rule chooses (`--ppdet DIR`, see launch/ppdet_source.py)."""
     from trainctl.runner import compat, predictor_config, session
 
     compat.export_env()  # first: nothing below may import paddle before this
+    session.use_ppdet(ppdet)
     predictor_config.parse_device(device)
     if device != "cpu":  # what this paddle can use, before the config and weights are loaded
         predictor_config.check_options(predictor_config.PredictorOptions(device=device), predictor_config.paddle_caps())
@@ -164,8 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True)
     parser.add_argument("--result")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--ppdet-source", help="JSON of the PpdetSource the parent chose")
     args = parser.parse_args(argv)
     try:
+        if args.ppdet_source:
+            from trainctl.launch.ppdet_source import PpdetSource
+            from trainctl.runner import session
+
+            session.use_source(PpdetSource.from_dict(json.loads(args.ppdet_source)))
         result = _export_here(args.config, args.weights, args.output, args.device)
     except TrainctlError as exc:
         output.error(exc.one_line())

@@ -31,6 +31,7 @@ class Job:
     vdl: bool = False
     keep_checkpoints: int | None = None  # keep the newest N epoch checkpoints
     seed: int | None = None
+    ppdet: dict | None = None  # launch.ppdet_source.PpdetSource.to_dict(): the ppdet to import
     progress: str = "auto"  # auto (live line on a terminal, else log lines), tty, plain, quiet
     extra: dict = field(default_factory=dict)
 

@@ -229,7 +229,7 @@ def predict_dynamic(flat_config: str, weights: str, images: list[str], threshold
     """`weights` as session.flat_config_and_weights resolved them (run_infer does that before paddle).
 
     `device`: None (GPU when usable, else CPU), cpu, gpu or gpu:N, checked against what paddle can use."""
-    from trainctl.runner import predictor_config, session
+    from trainctl.runner import compat, predictor_config, session
 
     cfg = session.load_flat_config(flat_config)
     if device:
@@ -249,7 +249,7 @@ def predict_dynamic(flat_config: str, weights: str, images: list[str], threshold
 
     trainer = Trainer(cfg, mode="test")
     session.load_weights_strict(trainer.model, weights, cfg.architecture)
-    trainer.dataset.set_images(images)
+    compat.set_test_images(trainer.dataset, images)  # PaddleDetection 2.7+ would read a VOC label list as COCO json
     cfg["TestReader"]["batch_size"] = batch_size  # create() reads it from the global config
     loader = create("TestReader")(trainer.dataset, 0)
     imid2path = trainer.dataset.get_imid2path()
