@@ -10,6 +10,8 @@ import click
 from trainctl.cli.multihost import cluster_options  # multi-host: --hostfile/--hosts, Slurm (docs/cluster.md)
 
 DRY_RUN_HELP = "Print the launch plan (--dry-run) or its JSON (--dry-run=json) and start nothing."
+PPDET_HELP = ("PaddleDetection checkout whose ppdet to use (default: $TRAINCTL_PPDET, else the checkout containing "
+              "the current directory, else the installed paddledet).")
 
 
 def launch_options(func):
@@ -38,6 +40,7 @@ def launch_options(func):
         click.option("--gdr-level", default="PHB", show_default=True, help="NCCL_NET_GDR_LEVEL for --net gpudirect."),
         click.option("--nccl-debug", is_flag=True, help="NCCL_DEBUG=INFO, NCCL_DEBUG_SUBSYS=INIT,NET (shows the transport)."),
         click.option("--env", "env", multiple=True, metavar="KEY=VAL", help="Set a worker environment variable (wins)."),
+        click.option("--ppdet", metavar="DIR", help=PPDET_HELP),
         click.option("--dry-run", type=click.Choice(["text", "json"]), is_flag=False, flag_value="text",
                      default=None, help=DRY_RUN_HELP),
     ]
@@ -79,7 +82,7 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
         ips=kwargs["ips"], net=kwargs["net"], ifname=kwargs["ifname"], hca=kwargs["hca"],
         gid_index=kwargs["gid_index"], gdr_level=kwargs["gdr_level"], nccl_debug=kwargs["nccl_debug"],
         env=tuple(kwargs["env"]), lr_scale=lr_scale, ref_gpus=ref_gpus,
-        keep_env=tuple(kwargs.get("keep_env", ())), placement=kwargs.get("placement"),
+        keep_env=tuple(kwargs.get("keep_env", ())), placement=kwargs.get("placement"), ppdet=kwargs.get("ppdet"),
     )
 
 

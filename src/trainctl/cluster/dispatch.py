@@ -96,7 +96,7 @@ def _hosts(copts: ClusterOptions) -> list[HostSpec]:
     return parse_hosts_arg(copts.hosts or "")
 
 
-FORWARDED_ENV_PREFIXES = ("NCCL_", "GLOO_")
+FORWARDED_ENV_PREFIXES = ("NCCL_", "GLOO_", "TRAINCTL_PPDET")  # the ppdet rule is the same on every host
 
 
 def forwarded_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -237,7 +237,7 @@ def run_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train")
         if not _given(ctx, "master"):
             port = DEFAULT_MASTER_PORT if copts.master_port is None else copts.master_port
         preflight.preflight(plan, config=params.get("config"), overrides=list(params.get("overrides") or ()),
-                            tasks=tasks, port=port)
+                            tasks=tasks, port=port, ppdet=params.get("ppdet") or os.environ.get("TRAINCTL_PPDET"))
     run_fanout(plan, max_restarts=params.get("max_restarts") or 0)
 
 

@@ -75,8 +75,16 @@ def prepare(task: str, topts: TaskOptions, lopts: LaunchOptions, ctx: PlanContex
         if topts.no_pretrained and rc.get("pretrain_weights"):
             rc.set("pretrain_weights", "", source="--no-pretrained")
 
+    check_ppdet(plan, dry)  # first: nothing else (a download, a data check) before we know ppdet imports
     _checks(task, rc, topts, plan, dry)
     return rc, plan
+
+
+def check_ppdet(plan: Plan, dry: bool) -> None:
+    """Before any worker starts: the chosen ppdet imports (its third-party modules are installed)."""
+    from trainctl.launch import ppdet_source
+
+    _check(dry, plan, ppdet_source.check_importable, plan.ppdet)
 
 
 def _check_epoch(rc) -> None:
@@ -219,14 +227,15 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     job = Job(task=task, config=config_path, run_dir=plan.run_dir, device=plan.device.kind,
               eval_during_train=topts.eval_during_train, resume=topts.resume, weights=topts.weights,
               amp=topts.amp, vdl=topts.vdl, keep_checkpoints=topts.keep_checkpoints, seed=topts.seed,
-              save_interval_iters=topts.save_interval_iters,
+              save_interval_iters=topts.save_interval_iters, ppdet=plan.ppdet.to_dict() if plan.ppdet else None,
               progress="quiet" if output.is_quiet() else "auto")
     job.save(run_dir / "job.json")
     hang_timeout = effective_hang_timeout(topts, plan) if task == "train" else 0.0
 
     record = RunRecord(run_dir, argv, plan.to_dict(mask=True),
                        extra={"config": str(rc.path), "overrides": list(rc.overrides),
-                              **_reliability(task, topts, plan), "seed": topts.seed, "attempts": []})
+                              **_reliability(task, topts, plan), "seed": topts.seed,
+                              "ppdet": plan.ppdet.to_dict() if plan.ppdet else None, "attempts": []})
     log_dir = Path(node.cwd) / node.log_dir
     earlier = _earlier_attempts(record.path) if topts.resume == "auto" else []
     if earlier:  # started again with --resume auto (a supervisor, a pod restart, the ssh controller)
@@ -243,6 +252,8 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     output.info(f"run dir {plan.run_dir}; {plan.device.describe()}, world size {plan.world_size}"
                 + (f", node {plan.node_rank} of {plan.nnodes}" if plan.nnodes > 1 else "")
                 + f", network {plan.net.name}")
+    if plan.ppdet is not None:
+        output.info(f"ppdet: {plan.ppdet.describe()}")
     output.info("$ " + node.shell_command(mask=True))
 
     result, attempt = _run_attempts(plan, node, job, record, topts.max_restarts, hang_timeout, len(earlier), run_dir)

@@ -38,6 +38,10 @@ def run(job: Job) -> dict:
     from trainctl.runner import session
 
     rank, world_size = session.world()
+    if job.ppdet:
+        from trainctl.launch.ppdet_source import PpdetSource
+
+        session.use_source(PpdetSource.from_dict(job.ppdet))
     cfg = session.load_flat_config(job.config)
     Path(job.run_dir).mkdir(parents=True, exist_ok=True)
 
@@ -59,6 +63,10 @@ def run(job: Job) -> dict:
         paddle.distributed.init_parallel_env()
     _log(f"task {job.task}, rank {rank} of {world_size}, device {place}, paddle {paddle.__version__}"
          + (f", attempt {job.attempt + 1} (--max-restarts)" if job.attempt else ""))
+    if job.ppdet:
+        import ppdet
+
+        _log(f"ppdet: {job.ppdet.get('description')} (imported from {os.path.dirname(ppdet.__file__)})")
     if job.seed is not None:
         _set_seed(job.seed + rank)
     cfg["save_dir"] = job.run_dir
