@@ -1,9 +1,9 @@
 """`trainctl smoke` for real on CPU: one process, `--nproc 2`, two nodes in two network namespaces,
 a stage broken by an override, and the collective probe's figures.
 
-Kept small for CI: a 7-image sample dataset (6 train, 1 eval), 2 training iterations at the
-smoke config's 160-224 px, the inference benchmark on that one eval image, probe sizes
-8 KB..1 MB.
+Kept small for CI: a 10-image sample dataset (8 train: 2 iterations of batch 2 on each of 2
+ranks; 2 eval), 2 training iterations at the smoke config's 160-224 px, the inference
+benchmark on the 2 eval images, probe sizes 8 KB..1 MB.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def workdir(tmp_path_factory) -> Path:
     from trainctl.data.sample import write_sample_dataset
 
     work = tmp_path_factory.mktemp("smoke")
-    write_sample_dataset(work / "dataset" / "roadsign_voc", images=7, seed=3)
+    write_sample_dataset(work / "dataset" / "roadsign_voc", images=10, seed=3)
     return work
 
 
@@ -84,7 +84,7 @@ def check_full_chain(report: dict, workdir: Path, world_size: int) -> None:
     train = report["performance"]["train"]
     assert train["iterations"] == 2 and train["world_size"] == world_size and train["images_per_s"] > 0
     infer = report["performance"]["infer"]["infer-cpu"]
-    assert infer["device"] == "cpu" and infer["images"] == 2  # one eval image, 2 timed passes
+    assert infer["device"] == "cpu" and infer["images"] == 4  # 2 eval images, 2 timed passes
     assert all(infer["ms_per_image"][k] > 0 for k in ("preprocess", "inference", "total"))
     assert "oneDNN" in (workdir / report["files"]["text"]).read_text()
 
@@ -99,15 +99,15 @@ def check_probe(comm: dict, world_size: int) -> list[dict]:
         assert r["algbw_gbps"] == pytest.approx(r["bytes"] / (r["time_us"] * 1e-6) / 1e9, rel=1e-6)
         assert r["busbw_gbps"] == pytest.approx(r["algbw_gbps"] * 2 * (world_size - 1) / world_size, rel=1e-9)
     busbw = [r["busbw_gbps"] for r in results]
-    # grows with size: a 1 MB all-reduce moves 128x the bytes of an 8 KB one for far less than 128x the time
-    # (8 KB is latency-bound, ~100 us here), so its bandwidth is several times higher; >= 2x leaves room for a
-    # loaded machine. Monotone-ish up to the plateau: on 2 shared cores a rank that is descheduled makes one
-    # size take a scheduler quantum (1-2 ms instead of ~0.1 ms, measured), so at most one step may fall below
-    # half of the previous size's figure.
+    # Grows with size: a 1 MB all-reduce moves 128x the bytes of an 8 KB one in far less than 128x the time
+    # (8 KB is latency-bound), so its bandwidth is several times higher; >= 2x leaves room for a loaded machine.
     assert busbw[-1] >= 2 * busbw[0], busbw
-    assert max(busbw) > busbw[0], busbw
-    drops = sum(1 for a, b in zip(busbw, busbw[1:]) if b < 0.5 * a)
-    assert drops <= 1, busbw
+    # Monotone-ish up to the plateau: at least 70 % of the size pairs (i < j) have busbw[j] > busbw[i]
+    # (Kendall's tau >= 0.4). On 2 shared cores a descheduled rank turns a ~0.1 ms operation into a scheduler
+    # quantum (1-2 ms, measured here under load), which can spoil any one size: one outlier among 8 sizes costs
+    # at most 7 of the 28 pairs (75 % remain), a flat or falling curve fails.
+    pairs = [(a, b) for i, a in enumerate(busbw) for b in busbw[i + 1:]]
+    assert sum(b > a for a, b in pairs) >= 0.7 * len(pairs), busbw
     assert comm["transport"]["backend"] == "gloo"
     return results
 

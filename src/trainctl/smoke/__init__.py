@@ -117,9 +117,12 @@ def _before(stage: Stage, layout: Layout, rc) -> bool:
     return True
 
 
-def _dry_run(stages: list[Stage], title: str, fmt: str) -> None:
+def _dry_run(stages: list[Stage], title: str, fmt: str, probe=None) -> None:
     if fmt == "json":
-        output.echo(json.dumps({"title": title, "stages": [s.to_dict() for s in stages]}, indent=2))
+        data = {"title": title, "stages": [s.to_dict() for s in stages]}
+        if probe is not None:
+            data["probe_command"] = probe.shell_command(mask=True)
+        output.echo(json.dumps(data, indent=2))
         return
     lines = [f"{title} (dry run: nothing started)"]
     for stage in stages:
@@ -129,6 +132,8 @@ def _dry_run(stages: list[Stage], title: str, fmt: str) -> None:
         else:
             lines.append(f"{stage.name}: {stage.command}")
             lines.append(f"  log {stage.log}" + (f", report {stage.report}" if stage.report else ""))
+    if probe is not None:
+        lines += ["", f"the probe starts, in {probe.cwd}:", "  " + probe.shell_command(mask=True, multiline=True)]
     output.echo("\n".join(lines))
 
 
@@ -145,7 +150,7 @@ def run(sopts: SmokeOptions, lopts, flags: Flags) -> int:
     dry = sopts.dry_run is not None
     ctx = default_context(strict=not dry)
     rc = resolve(sopts.config, overrides=list(sopts.overrides)) if sopts.config else None  # bad -o: exit 2 now
-    name = Path(str(rc.path)).stem if rc is not None else "comm"
+    name = Path(str(rc.path)).stem if rc is not None else "probe"
     root = Layout.make(sopts.output, name, 0, 1).root
     plan = build_plan(lopts, task="train", run_dir=str(root / "train"), ctx=ctx)  # the placement, checked
     layout = Layout(root, plan.node_rank, plan.nnodes)
@@ -155,7 +160,11 @@ def run(sopts: SmokeOptions, lopts, flags: Flags) -> int:
     title = (f"trainctl smoke {what}: {commmod.placement_text(plan)}, world size "
              f"{plan.world_size}, network {plan.net.name}{node}; run dir {layout.root}")
     if dry:
-        _dry_run(stages, title, sopts.dry_run)
+        probe = None
+        if sopts.comm_only and stages[0].status != "n/a":  # the probe alone: its launch command, as train shows
+            lopts_probe = commmod.comm_launch_options(lopts, plan.device.kind)
+            probe = build_plan(lopts_probe, task="comm", run_dir=str(layout.comm), ctx=ctx).local_node
+        _dry_run(stages, title, sopts.dry_run, probe)
         return 0
     if sopts.comm_only:
         stage = stages[0]
