@@ -174,20 +174,28 @@ def run(sopts: SmokeOptions, lopts, flags: Flags) -> int:
     got = _Collected()
     failed: Stage | None = None
     active = [s for s in stages if s.status != "n/a"]
-    for stage in stages:
-        if stage.status == "n/a":
-            continue
-        if failed is not None:
-            stage.status, stage.reason = "skipped", f"{failed.name} failed"
-            continue
-        output.info(f"[{active.index(stage) + 1}/{len(active)}] {stage.name}: {stage.command}")
-        if _before(stage, layout, rc):
-            run_stage(stage, sopts.stage_timeout)
-            if stage.status == "pass":
-                _collect(stage, layout, got)
-        output.info(f"    {stage.status} {reportmod._seconds(stage.seconds)}  {stage.detail or stage.reason}".rstrip())
-        if stage.status == "fail":
-            failed = stage
+    try:
+        for stage in stages:
+            if stage.status == "n/a":
+                continue
+            if failed is not None:
+                stage.status, stage.reason = "skipped", f"{failed.name} failed"
+                continue
+            output.info(f"[{active.index(stage) + 1}/{len(active)}] {stage.name}: {stage.command}")
+            if _before(stage, layout, rc):
+                run_stage(stage, sopts.stage_timeout)
+                if stage.status == "pass":
+                    _collect(stage, layout, got)
+            output.info(f"    {stage.status} {reportmod.seconds_text(stage.seconds)}  "
+                        f"{stage.detail or stage.reason}".rstrip())
+            if stage.status == "fail":
+                failed = stage
+    except KeyboardInterrupt:  # keep the record of what ran; trainctl.cli.main reports the interruption
+        for stage in stages:
+            if stage.status == "pending":
+                stage.status, stage.reason = "skipped", "interrupted"
+        _save(got, stages, title, plan, ctx, layout)
+        raise
     return _finish(got, stages, title, plan, ctx, layout, sopts)
 
 
@@ -211,7 +219,8 @@ def _comm_only(stage: Stage, sopts: SmokeOptions, lopts, layout: Layout, ctx, si
     return got
 
 
-def _finish(got: _Collected, stages: list[Stage], title: str, plan, ctx, layout: Layout, sopts: SmokeOptions) -> int:
+def _save(got: _Collected, stages: list[Stage], title: str, plan, ctx, layout: Layout) -> tuple[dict, str]:
+    """smoke.json and smoke.txt in this node's directory; returns (report, text)."""
     from trainctl.fsutil import atomic_write_text
 
     failed = next((s for s in stages if s.status == "fail"), None)
@@ -233,7 +242,13 @@ def _finish(got: _Collected, stages: list[Stage], title: str, plan, ctx, layout:
     layout.node.mkdir(parents=True, exist_ok=True)
     atomic_write_text(layout.report, json.dumps(report, indent=2) + "\n")
     atomic_write_text(layout.text, text + "\n")
+    return report, text
+
+
+def _finish(got: _Collected, stages: list[Stage], title: str, plan, ctx, layout: Layout, sopts: SmokeOptions) -> int:
+    report, text = _save(got, stages, title, plan, ctx, layout)
     output.echo(json.dumps(report, indent=2) if sopts.as_json else text)
+    failed = next((s for s in stages if s.status == "fail"), None)
     if failed is not None:
         raise RuntimeFailure(f"smoke failed at stage {failed.name}: {failed.reason}", hint=f"log: {failed.log}")
     return 0

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from trainctl.output import table
+from trainctl.runner.benchmark import _fmt as _f  # "-" for None, on/off for booleans, fixed digits
 
 
 def nvidia_driver(path: str = "/proc/driver/nvidia/version") -> str | None:
@@ -81,16 +82,6 @@ def performance(lite: dict | None, infer: dict[str, dict]) -> dict:
     return perf
 
 
-def _f(value, digits: int = 1, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}{unit}"
-    return f"{value}{unit}"
-
-
 def environment_lines(env: dict, perf: dict) -> list[str]:
     """The TIPC-style block: environment, then performance."""
     build = "CPU build" if not env.get("cuda") else f"CUDA {env['cuda']}, cuDNN {_f(env.get('cudnn'))}, NCCL {_f(env.get('nccl'))}"
@@ -119,7 +110,7 @@ def environment_lines(env: dict, perf: dict) -> list[str]:
                 + (f", {item['cpu_threads']} threads, oneDNN {_f(item['mkldnn'])}" if item["device"] == "cpu" else "")
                 + f", TensorRT {_f(item['tensorrt'])}: preprocess {_f(ms['preprocess'], 2)} ms, inference "
                   f"{_f(ms['inference'], 2)} ms, postprocess {_f(ms['postprocess'], 2)} ms per image; "
-                  f"{_f(item['images_per_s'], 2)} images/s; CPU RSS peak {_f(item['cpu_rss_peak_mb'])} MB"
+                  f"{_f(item['images_per_s'], 2)} images/s; CPU RSS peak {_f(item['cpu_rss_peak_mb'], 1)} MB"
                 + (f"; GPU memory {_f(item['gpu_memory_mb'], 0)} MB" if item["device"] != "cpu" else ""))
         perf_rows.append([name, text])
     if perf_rows:
@@ -127,7 +118,7 @@ def environment_lines(env: dict, perf: dict) -> list[str]:
     return lines
 
 
-def _seconds(value) -> str:
+def seconds_text(value) -> str:
     return f"{value:.1f} s" if value is not None else ""
 
 
@@ -136,7 +127,7 @@ def stage_rows(stages) -> list[list[str]]:
     for stage in stages:
         result = {"pass": "pass", "fail": "FAIL", "skipped": "skipped", "n/a": "n/a"}.get(stage.status, stage.status)
         detail = stage.detail if stage.status == "pass" else stage.reason
-        rows.append([stage.name, result, _seconds(stage.seconds), detail])
+        rows.append([stage.name, result, seconds_text(stage.seconds), detail])
     return rows
 
 

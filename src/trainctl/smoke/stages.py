@@ -142,7 +142,7 @@ def plan_stages(sopts: SmokeOptions, layout: Layout, flags: Flags, world_size: i
     if sopts.comm or sopts.comm_only:
         comm = stage("comm", trainctl("smoke", "--comm-only", "--json", "--output", str(layout.root),
                                       "--comm-sizes", sopts.comm_sizes, "--comm-iters", str(sopts.comm_iters),
-                                      *flags.placement), report=True)
+                                      "--stage-timeout", f"{sopts.stage_timeout:g}", *flags.placement), report=True)
         if world_size < 2:
             comm.status, comm.reason = "n/a", "one process: no peer to exchange with (use --nproc 2, several GPUs or nodes)"
     if sopts.comm_only:
