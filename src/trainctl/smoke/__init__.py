@@ -168,7 +168,7 @@ def run(sopts: SmokeOptions, lopts, flags: Flags) -> int:
         return 0
     if sopts.comm_only:
         stage = stages[0]
-        stage.argv, stage.log, stage.report = ["(this process)"], str(layout.logs / "comm.log"), None
+        stage.report = None  # this process is the probe: its report is smoke.json itself
         return _finish(_comm_only(stage, sopts, lopts, layout, ctx, sizes), stages, title, plan, ctx, layout, sopts)
 
     got = _Collected()
@@ -212,6 +212,7 @@ def _comm_only(stage: Stage, sopts: SmokeOptions, lopts, layout: Layout, ctx, si
     except RuntimeFailure as exc:
         stage.status, stage.reason = "fail", exc.one_line()
     else:
+        stage.log = got.comm.get("log") or stage.log
         stage.status = got.comm["status"]
         stage.reason = got.comm.get("reason") or ""
         stage.detail = _comm_detail(got.comm)

@@ -287,6 +287,7 @@ def run_probe(lopts, root: Path, sizes: list[int], max_iters: int, timeout: floa
         report["reason"] = "one process: no peer to exchange with (use --nproc 2, several GPUs or nodes)"
         return report
     node = plan.local_node
+    report["log"] = str(Path(node.log_dir) / "launcher.log")  # the executor's copy of the launcher's output
     where = ensure_writable_dir(Path(node.cwd) / plan.run_dir, "--output")
     if plan.node_rank == 0:
         (where / RESULT_FILE).unlink(missing_ok=True)  # a previous run's figures must not pass for this one's
