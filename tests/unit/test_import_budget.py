@@ -26,6 +26,8 @@ NOT_FOR_SINGLE_NODE = (
     "trainctl.cluster.hostfile",
     "trainctl.cluster.preflight",
     "trainctl.cluster.guard",
+    "trainctl.cluster.kubeflow",
+    "trainctl.cluster.k8s_manifest",
     "trainctl.launch.executor",
     "trainctl.runrecord",
     "trainctl.runner.worker",
@@ -59,7 +61,7 @@ def loaded_after(argv: list[str], tmp_path, env: dict[str, str] | None = None) -
     import os
 
     out_path = tmp_path / "modules.txt"
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "PADDLE_"))}
     child_env.update(env or {})
     proc = subprocess.run([sys.executable, "-c", PROBE, str(out_path), json.dumps(argv)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, env=child_env)

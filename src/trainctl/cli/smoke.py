@@ -13,6 +13,7 @@ from trainctl.smoke.comm import DEFAULT_MAX_ITERS, DEFAULT_SIZES
 OWN = ("config", "overrides", "sample_data", "no_pretrained", "no_data_check", "amp", "iters", "output", "as_json",
        "comm", "comm_only", "comm_sizes", "comm_iters", "stage_timeout", "dry_run")
 NODE_PARAMS = ("nnodes", "node_rank", "master", "host", "ips")  # eval runs on node 0 alone
+PLACERS = ("slurm", "kubeflow")  # launchers that take the nodes (and devices) from their environment
 
 
 def forwarded_flags(ctx: click.Context, lopts):
@@ -29,11 +30,11 @@ def forwarded_flags(ctx: click.Context, lopts):
             continue
         words = _option_words(param, ctx.params[param.name])
         flags.placement += words
-        if param.name not in NODE_PARAMS and not (param.name == "launcher" and ctx.params[param.name] == "slurm"):
+        if param.name not in NODE_PARAMS and not (param.name == "launcher" and ctx.params[param.name] in PLACERS):
             flags.devices += words
-    slurm = ctx.params.get("launcher") == "slurm" or any(
+    placed = ctx.params.get("launcher") in PLACERS or any(
         getattr(lopts, name) != ctx.params.get(name) for name in ("nnodes", "master", "gpus"))
-    if slurm:  # Slurm placed this node (trainctl.cluster.dispatch.apply_slurm): evaluate here, on its devices
+    if placed:  # Slurm or a PaddleJob pod placed this node (launch_options_from): evaluate here, on its devices
         flags.devices += ["--launcher", "paddle"]
         if lopts.gpus and not _given(ctx, "gpus"):
             flags.devices += ["--gpus", lopts.gpus]

@@ -20,9 +20,11 @@ def launch_options(func):
         click.option("--gpus", "--devices", "gpus", metavar="IDS",
                      help="GPU ids, e.g. 0,1 (indices into CUDA_VISIBLE_DEVICES); one process per GPU."),
         click.option("--nproc", type=int, metavar="N", help="CPU worker processes on this node (gloo)."),
-        click.option("--launcher", type=click.Choice(["paddle", "fleetrun", "slurm"]), default="paddle", show_default=True,
+        click.option("--launcher", type=click.Choice(["paddle", "fleetrun", "slurm", "kubeflow"]), default="paddle",
+                     show_default=True,
                      help="python -m paddle.distributed.launch or fleetrun, for more than one process; "
-                          "slurm: nodes and devices from srun's SLURM_* variables (then paddle launch)."),
+                          "slurm: nodes and devices from srun's SLURM_* variables; kubeflow: nodes, master and "
+                          "rank from a Kubeflow PaddleJob pod's PADDLE_* variables (both then paddle launch)."),
         click.option("--nnodes", type=int, default=1, show_default=True, help="Number of nodes."),
         click.option("--node-rank", type=int, default=0, show_default=True, help="This node's rank (0 hosts the master)."),
         click.option("--master", metavar="HOST:PORT", help="Address of node 0 and a free port; the same on every node."),
@@ -57,11 +59,15 @@ def ppdet_style_overrides(overrides, extra) -> list[str]:
 def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | None = None):
     from trainctl.launch.plan import LaunchOptions
 
-    # --- multi-host (trainctl.cluster.dispatch): --launcher slurm / srun step -> node and device flags
-    from trainctl.cluster.options import slurm_may_apply
+    # --- multi-host (trainctl.cluster): --launcher kubeflow / a PaddleJob pod, --launcher slurm / an srun step
+    from trainctl.cluster.options import kubeflow_may_apply, slurm_may_apply
 
     master_port = kwargs.pop("master_port", None)
-    if slurm_may_apply(kwargs, os.environ):  # the Slurm layer is loaded only when it can matter
+    if kubeflow_may_apply(kwargs, os.environ):  # each engine is loaded only when it can matter
+        from trainctl.cluster.kubeflow import apply_kubeflow
+
+        kwargs = apply_kubeflow(kwargs)
+    if slurm_may_apply(kwargs, os.environ):
         from trainctl.cluster.dispatch import apply_slurm
 
         kwargs = apply_slurm(kwargs, master_port=master_port)
@@ -73,6 +79,7 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
         ips=kwargs["ips"], net=kwargs["net"], ifname=kwargs["ifname"], hca=kwargs["hca"],
         gid_index=kwargs["gid_index"], gdr_level=kwargs["gdr_level"], nccl_debug=kwargs["nccl_debug"],
         env=tuple(kwargs["env"]), lr_scale=lr_scale, ref_gpus=ref_gpus,
+        keep_env=tuple(kwargs.get("keep_env", ())), placement=kwargs.get("placement"),
     )
 
 
@@ -96,11 +103,13 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
                    "to this run's (devices x batch after -o); a -o base_lr is used as given.")
 @click.option("--ref-gpus", type=int, metavar="N",
               help="GPUs the config's LR is tuned for (default: config key trainctl.ref_gpus, else 8).")
+@click.option("--seed", type=click.IntRange(min=0), metavar="S",
+              help="Seed python, numpy and paddle in every worker (rank r uses S + r); recorded in run.json.")
 @launch_options
 @cluster_options
 @click.argument("extra_overrides", nargs=-1, metavar="")
 def train(config, overrides, extra_overrides, eval_during_train, resume, weights, amp, output, no_pretrained, sample_data,
-          no_data_check, vdl, keep_checkpoints, lr_scale, ref_gpus, **launch_kwargs) -> None:
+          no_data_check, vdl, keep_checkpoints, lr_scale, ref_gpus, seed, **launch_kwargs) -> None:
     """Train a model: one process, several devices, or several nodes.
 
     \b
@@ -120,6 +129,7 @@ def train(config, overrides, extra_overrides, eval_during_train, resume, weights
       trainctl train -c roadsign.yml --hostfile hosts.txt --net tcp      # hosts.txt: node1 slots=4 ...
       trainctl train -c roadsign.yml --hosts node1,node2 --gpus 0,1 --dry-run
       srun --ntasks-per-node=1 trainctl train -c roadsign.yml            # inside an allocation
+      trainctl train -c roadsign.yml --launcher kubeflow                 # in a PaddleJob pod (docs/kubernetes.md)
     """
     overrides = ppdet_style_overrides(overrides, extra_overrides)
     click.get_current_context().params["overrides"] = tuple(overrides)  # so a fan-out forwards them too
@@ -140,6 +150,7 @@ def train(config, overrides, extra_overrides, eval_during_train, resume, weights
         config=config, overrides=list(overrides), eval_during_train=eval_during_train, resume=resume,
         weights=weights, amp=amp, output=output, no_pretrained=no_pretrained, sample_data=sample_data,
         no_data_check=no_data_check, vdl=vdl, keep_checkpoints=keep_checkpoints, dry_run=launch_kwargs.pop("dry_run"),
+        seed=seed,
     )
     lopts = launch_options_from(launch_kwargs, lr_scale=lr_scale, ref_gpus=ref_gpus)
     code = flow.run("train", topts, lopts, argv=["trainctl"] + sys.argv[1:])

@@ -24,6 +24,7 @@ from trainctl import output
 from trainctl.errors import UserError
 from trainctl.cluster import slurm as slurmmod
 from trainctl.cluster.options import CLUSTER_PARAMS, ClusterOptions, pop_cluster_options  # noqa: F401 (re-exported)
+from trainctl.cluster.options import launcher_was_given, node_flags_given
 from trainctl.cluster.hostfile import HostSpec, parse_hosts_arg, read_hostfile
 from trainctl.cluster.ssh import (
     DEFAULT_MASTER_PORT,
@@ -141,9 +142,10 @@ def plan_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train"
                 f"{flag} cannot be combined with --hostfile/--hosts",
                 hint="trainctl sets --nnodes, --node-rank and --host for every host of the hostfile",
             )
-    if params.get("launcher") == "slurm":
-        raise UserError("--launcher slurm and --hostfile/--hosts are two ways to start nodes",
-                        hint="use srun for Slurm allocations, --hostfile for plain ssh hosts")
+    if params.get("launcher") in ("slurm", "kubeflow"):
+        where = "srun for Slurm allocations" if params["launcher"] == "slurm" else "a PaddleJob for Kubernetes"
+        raise UserError(f"--launcher {params['launcher']} and --hostfile/--hosts are two ways to start nodes",
+                        hint=f"use {where}, --hostfile for plain ssh hosts")
     if _given(ctx, "master") and copts.master_port is not None:
         raise UserError("--master and --master-port both given", hint="give the port in --master HOST:PORT")
     python = copts.remote_python or sys.executable
@@ -241,10 +243,6 @@ def run_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train")
 # ------------------------------------------------------------------ Slurm
 
 
-def _node_flags_given(kwargs: Mapping) -> bool:
-    return kwargs.get("nnodes", 1) != 1 or any(kwargs.get(k) for k in ("master", "host", "ips"))
-
-
 def apply_slurm(kwargs: dict, master_port: int | None = None, env: Mapping[str, str] | None = None,
                 resolve=resolve_ipv4) -> dict:
     """Fill the node and device flags from Slurm for `--launcher slurm` or an srun step.
@@ -257,11 +255,9 @@ def apply_slurm(kwargs: dict, master_port: int | None = None, env: Mapping[str, 
     kwargs = dict(kwargs)
     explicit = kwargs.get("launcher") == "slurm"
     if not explicit:
-        ctx = click.get_current_context(silent=True)
-        launcher_given = ctx is not None and "launcher" in ctx.params and _given(ctx, "launcher")
-        if launcher_given or not slurmmod.in_slurm_step(env) or _node_flags_given(kwargs):
+        if launcher_was_given() or not slurmmod.in_slurm_step(env) or node_flags_given(kwargs):
             return kwargs
-    elif _node_flags_given(kwargs):
+    elif node_flags_given(kwargs):
         raise UserError("--launcher slurm takes the nodes from Slurm; drop --nnodes/--node-rank/--master/--host/--ips",
                         hint="or use those flags without --launcher slurm")
     placement = slurmmod.placement_from_env(env, master_port)

@@ -2,14 +2,16 @@
 
 Cheap to import on purpose (no ssh, sockets, subprocesses or hostfile parsing):
 `trainctl train` needs these on every run, while the multi-host layer
-(trainctl.cluster.dispatch, ssh, hostfile, slurm) is loaded only when a run
-really fans out over ssh or runs under Slurm.
+(trainctl.cluster.dispatch, ssh, hostfile, slurm, kubeflow) is loaded only when a
+run really fans out over ssh, runs under Slurm or in a Kubeflow PaddleJob pod.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Mapping
+
+from trainctl.launch.envutil import PADDLEJOB_VARIABLES  # the operator's variables in a PaddleJob pod
 
 DEFAULT_MASTER_PORT = 8090  # paddle's documented example port; preflight checks it is free
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -45,6 +47,22 @@ def pop_cluster_options(kwargs: dict) -> ClusterOptions:
     return ClusterOptions(**values)
 
 
+def node_flags_given(kwargs: Mapping) -> bool:
+    """True when the user placed this node by hand (--nnodes/--master/--host/--ips): no engine overrides that."""
+    return kwargs.get("nnodes", 1) != 1 or any(kwargs.get(k) for k in ("master", "host", "ips"))
+
+
+def launcher_was_given() -> bool:
+    """True when the running click command got --launcher on its command line (or from its environment)."""
+    import click
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or "launcher" not in ctx.params:
+        return False
+    return ctx.get_parameter_source("launcher") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
 def in_slurm_step(env: Mapping[str, str]) -> bool:
     """True inside an `srun` step (not just an allocation's batch script or salloc shell)."""
     return bool(env.get("SLURM_JOB_ID")) and bool(env.get("SLURM_STEP_ID") or env.get("SLURM_STEPID"))
@@ -56,3 +74,17 @@ def slurm_may_apply(kwargs: Mapping, env: Mapping[str, str]) -> bool:
     That is: --launcher is not slurm and this process is not in an srun step.
     """
     return kwargs.get("launcher") == "slurm" or in_slurm_step(env)
+
+
+
+def in_paddlejob(env: Mapping[str, str]) -> bool:
+    """True when the operator's three variables are all set (a PaddleJob pod, or their stale copies)."""
+    return all(env.get(name) for name in PADDLEJOB_VARIABLES)
+
+
+def kubeflow_may_apply(kwargs: Mapping, env: Mapping[str, str]) -> bool:
+    """False when `cluster.kubeflow.apply_kubeflow` would leave these launch flags unchanged.
+
+    That is: --launcher is not kubeflow and the PaddleJob variables are not all set.
+    """
+    return kwargs.get("launcher") == "kubeflow" or in_paddlejob(env)

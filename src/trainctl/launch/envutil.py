@@ -31,6 +31,9 @@ WORKER_SET = (
     "FLAGS_selected_xpus",
 )
 STALE_VARIABLES = LAUNCH_OVERRIDES + WORKER_SET
+# what the Kubeflow training operator sets in each pod of a PaddleJob (stale everywhere else):
+# `--launcher kubeflow` (trainctl.cluster.kubeflow) keeps them and places the node with them
+PADDLEJOB_VARIABLES = ("PADDLE_JOB_ID", "PADDLE_MASTER", "PADDLE_NNODES")
 
 SECRET_WORDS = ("TOKEN", "KEY", "PASSWORD", "PASSWD", "SECRET", "CREDENTIAL")
 MASK = "***"

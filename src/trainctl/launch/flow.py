@@ -33,6 +33,7 @@ class TaskOptions:
     no_data_check: bool = False
     vdl: bool = False
     keep_checkpoints: int | None = None  # train --keep N
+    seed: int | None = None  # train --seed S: rank r seeds python, numpy and paddle with S + r
     dry_run: str | None = None  # None, "text" or "json"
 
 
@@ -179,11 +180,11 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(rc.data))
     Job(task=task, config=config_path, run_dir=plan.run_dir, device=plan.device.kind,
         eval_during_train=topts.eval_during_train, resume=topts.resume, weights=topts.weights,
-        amp=topts.amp, vdl=topts.vdl, keep_checkpoints=topts.keep_checkpoints,
+        amp=topts.amp, vdl=topts.vdl, keep_checkpoints=topts.keep_checkpoints, seed=topts.seed,
         progress="quiet" if output.is_quiet() else "auto").save(run_dir / "job.json")
 
     record = RunRecord(run_dir, argv, plan.to_dict(mask=True),
-                       extra={"config": str(rc.path), "overrides": list(rc.overrides)})
+                       extra={"config": str(rc.path), "overrides": list(rc.overrides), "seed": topts.seed})
     record.start()
 
     for warning in plan.warnings:

@@ -57,6 +57,9 @@ class LaunchOptions:
     env: tuple[str, ...] = ()
     lr_scale: str = "linear"
     ref_gpus: int | None = None
+    # set by a cluster engine that placed this node from its scheduler's environment (cluster/kubeflow.py):
+    keep_env: tuple[str, ...] = ()  # stale-looking variables that are this run's input: not removed
+    placement: dict | None = None  # {"kind", "title", "rows": [[key, text], ...], ...}: shown by --dry-run
 
 
 @dataclass
@@ -131,6 +134,7 @@ class Plan:
     omp_rule: str | None = None
     warnings: list[str] = field(default_factory=list)
     config_name: str = ""
+    placement: dict | None = None  # how a cluster engine placed this node (LaunchOptions.placement)
 
     @property
     def local_node(self) -> NodePlan:
@@ -153,6 +157,7 @@ class Plan:
             "omp_rule": self.omp_rule,
             "lr": self.lr.to_dict() if self.lr else None,
             "warnings": list(self.warnings),
+            "placement": self.placement,
             "nodes": [],
         }
         if mask:
@@ -208,7 +213,7 @@ def _port_in_use(host: str, port: int) -> bool:
             return True
 
 
-def _route_source_address(host: str) -> str | None:
+def route_source_address(host: str) -> str | None:
     """The local address the kernel would use to reach `host` (a UDP connect sends nothing)."""
     import socket
 
@@ -248,7 +253,7 @@ def parse_master(master: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
         return True
@@ -326,10 +331,10 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
             master = f"127.0.0.1:{(ctx.free_port or _free_port)()}"
 
     if host is None and nnodes > 1 and master_host:
-        if node_rank == 0 and _is_ip(master_host):
+        if node_rank == 0 and is_ip(master_host):
             host = master_host
         else:
-            host = (ctx.route_source_address or _route_source_address)(master_host)
+            host = (ctx.route_source_address or route_source_address)(master_host)
             if host is None:
                 warnings.append("could not tell this node's address on the route to the master; "
                                 "paddle will guess from the host name (pass --host MY_IP if workers hang)")
@@ -358,7 +363,11 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
         index = device.ids[0] if device.ids else 0
         env["CUDA_VISIBLE_DEVICES"] = visible[index] if index < len(visible) else str(index)
     env.update(net.env)
-    unset = envutil.stale_variables(ctx.environ)
+    unset = [name for name in envutil.stale_variables(ctx.environ) if name not in opts.keep_env]
+    paddlejob = [name for name in envutil.PADDLEJOB_VARIABLES if name in unset]
+    if paddlejob and opts.placement is None:  # (an engine that placed this node removed them on purpose)
+        warnings.append(f"removed {' '.join(paddlejob)} from the environment: a Kubeflow PaddleJob sets them in "
+                        "its pods; inside one, run with --launcher kubeflow so they place this node")
 
     # ---- argv per node
     job_file = str(Path(run_dir) / "job.json")
@@ -372,7 +381,7 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
             node_host = ips[rank]
         elif local:
             node_host = host
-        elif rank == 0 and master_host and _is_ip(master_host) and nnodes > 1:
+        elif rank == 0 and master_host and is_ip(master_host) and nnodes > 1:
             node_host = master_host
         else:
             node_host = None
@@ -403,7 +412,7 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
 
     return Plan(task=task, run_dir=run_dir, job_file=job_file, launcher=launcher, device=device,
                 nnodes=nnodes, node_rank=node_rank, world_size=world_size, master=master, net=net,
-                nodes=nodes, omp_rule=omp_rule, warnings=warnings)
+                nodes=nodes, omp_rule=omp_rule, warnings=warnings, placement=opts.placement)
 
 
 def _fleetrun_path(python: str) -> str:
@@ -435,6 +444,11 @@ def format_plan(plan: Plan, dry_run: bool = True) -> str:
     lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]
     for note in plan.net.notes:
         lines.append(f"  note: {note}")
+    if plan.placement:
+        lines.append("")
+        lines.append(plan.placement["title"] + ":")
+        key_width = max(len(key) for key, _ in plan.placement["rows"])
+        lines += [f"  {key.ljust(key_width)}  {text}" for key, text in plan.placement["rows"]]
     if plan.lr is not None:
         lines.append("")
         lines.append("learning rate:")

@@ -1,0 +1,347 @@
+"""`trainctl k8s-manifest`: a Kubeflow PaddleJob whose pods run `trainctl train` (pure).
+
+The job (apiVersion kubeflow.org/v1, kind PaddleJob; training-operator release-1.9) has
+only Worker replicas (collective mode), restartPolicy OnFailure, the container `paddle`
+with the port named `master` (37777 unless --port), and each pod runs
+
+    trainctl train -c CONFIG --launcher kubeflow --resume auto [--gpus 0..G-1 | --device cpu]
+        [--net PRESET ...] [--output MOUNT/<job>] [-o KEY=VALUE ...]
+
+so a pod that OnFailure restarts continues from the newest complete checkpoint in the
+output volume. GPUs are `nvidia.com/gpu` limits; /dev/shm is a memory-backed emptyDir
+(the default 64 MiB one starves data loaders); the pod's name and IP come from the
+downward API (TRAINCTL_POD_NAME, TRAINCTL_POD_IP: with hostNetwork the hostname is the
+node's). A named network preset's host-independent variables go into the container's
+environment (from trainctl.launch.netpresets on no host facts: this machine's /sys says
+nothing about the cluster's nodes); the host-dependent ones (interface, HCA ports) and
+everything of `--net auto` are chosen by trainctl inside each pod from that pod's /sys,
+since the pods run with the same --net. For RDMA the pods get IPC_LOCK (verbs pin
+memory) and the device plugin's resource (--rdma-resource) and/or the host's network.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+
+from trainctl.errors import UserError
+from trainctl.launch import netpresets
+
+API_VERSION = "kubeflow.org/v1"
+KIND = "PaddleJob"
+CONTAINER = "paddle"  # the operator finds its container by this name
+PORT_NAME = "master"  # ... and the master port by this name
+DEFAULT_PORT = 37777  # the operator's examples; without a `master` port it would use 36543
+DEFAULT_WORKDIR = "/workspace"
+GPU_RESOURCE = "nvidia.com/gpu"
+RDMA_PRESETS = ("rdma", "gpudirect")
+
+DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+# an extended resource name: <DNS-1123 subdomain>/<name>, as device plugins advertise them
+RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/"
+                           r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+
+
+@dataclass(frozen=True)
+class Mount:
+    claim: str
+    path: str
+
+
+@dataclass
+class ManifestSpec:
+    config: str
+    nodes: int
+    gpus_per_node: int
+    image: str
+    name: str
+    namespace: str | None = None
+    data: Mount | None = None
+    output: Mount | None = None
+    net: str = "auto"
+    ifname: str | None = None
+    hca: str | None = None
+    gid_index: int | None = None
+    gdr_level: str = "PHB"
+    nccl_debug: bool = False
+    host_network: bool = False
+    rdma_resource: str | None = None  # NAME or NAME=COUNT
+    privileged: bool = False
+    port: int = DEFAULT_PORT
+    workdir: str = DEFAULT_WORKDIR
+    overrides: list[str] = field(default_factory=list)
+    env: tuple[str, ...] = ()  # --env KEY=VAL for the workers (passed to trainctl train)
+    train_args: list[str] = field(default_factory=list)  # more `trainctl train` flags, checked by the caller
+
+
+# ---------------------------------------------------------------- checks
+
+
+def check_name(name: str) -> str:
+    """The job name: a DNS-1035 label (the operator's webhook), short enough for `<name>-worker-<i>`."""
+    if not DNS1035_LABEL.fullmatch(name) or len(name) > 63:
+        raise UserError(f"--name {name!r} is not a valid PaddleJob name",
+                        hint=f"use lowercase letters, digits and '-', starting with a letter, at most 63 "
+                             f"characters (DNS-1035), e.g. {suggest_name(name)}")
+    return name
+
+
+def check_pod_names(name: str, nodes: int) -> None:
+    longest = f"{name}-worker-{nodes - 1}"
+    if len(longest) > 63:
+        raise UserError(f"--name {name!r} is too long: pod and service {longest!r} has {len(longest)} characters",
+                        hint="pod names are DNS labels of at most 63 characters; shorten --name")
+
+
+def suggest_name(text: str) -> str:
+    """A valid job name made from any text (a config's stem)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    name = re.sub(r"-{2,}", "-", name)
+    if not name or not name[0].isalpha():
+        name = "job-" + name if name else "job"
+    return name[:50].rstrip("-")
+
+
+def check_namespace(namespace: str) -> str:
+    if not DNS1123_LABEL.fullmatch(namespace) or len(namespace) > 63:
+        raise UserError(f"--namespace {namespace!r} is not a valid namespace name",
+                        hint="lowercase letters, digits and '-', starting and ending with a letter or digit, "
+                             "at most 63 characters (DNS-1123 label)")
+    return namespace
+
+
+def parse_mount(text: str, flag: str) -> Mount:
+    """CLAIM:MOUNT: a PersistentVolumeClaim name and an absolute mount path in the pods."""
+    claim, sep, path = text.partition(":")
+    if not sep or not claim or not path:
+        raise UserError(f"{flag} {text!r} is not CLAIM:MOUNT", hint=f"e.g. {flag} coco-data:/data")
+    if not DNS1123_SUBDOMAIN.fullmatch(claim) or len(claim) > 253:
+        raise UserError(f"{flag} {text!r}: {claim!r} is not a valid PersistentVolumeClaim name",
+                        hint="lowercase letters, digits, '-' and '.', starting and ending with a letter or "
+                             "digit (DNS-1123 subdomain)")
+    path = posixpath.normpath(path)
+    if not path.startswith("/") or path == "/" or ":" in path:
+        raise UserError(f"{flag} {text!r}: the mount path must be an absolute directory other than /",
+                        hint=f"e.g. {flag} {claim}:/data")
+    return Mount(claim, path)
+
+
+def parse_resource(text: str) -> tuple[str, int]:
+    name, sep, count = text.partition("=")
+    if not RESOURCE_NAME.fullmatch(name) or len(name) > 253:
+        raise UserError(f"--rdma-resource {text!r} is not an extended resource name",
+                        hint="give the resource your RDMA device plugin advertises, e.g. "
+                             "--rdma-resource rdma/hca_shared_devices_a (optionally =COUNT)")
+    if sep and (not count.isdigit() or int(count) < 1):
+        raise UserError(f"--rdma-resource {text!r}: the count must be a positive integer",
+                        hint="e.g. --rdma-resource rdma/hca_shared_devices_a=1")
+    return name, int(count) if sep else 1
+
+
+# ---------------------------------------------------------------- building
+
+
+@dataclass
+class Manifest:
+    data: dict  # the PaddleJob
+    notes: list[str]  # for stderr: what the user should know about this manifest
+    net_env: dict[str, str]  # the preset's host-independent variables (in the container env)
+
+
+def _net_args(spec: ManifestSpec, device: str) -> tuple[list[str], dict[str, str], list[str], str]:
+    """(trainctl train flags, container env, notes, the built-in preset it comes down to)."""
+    notes: list[str] = []
+    pod_net, kind, extra_env = spec.net, spec.net, []
+    if spec.net not in netpresets.PRESETS:
+        path = netpresets.find_user_preset(spec.net)
+        if path is None:
+            names = sorted(set(netpresets.PRESETS) | set(netpresets.named_presets()))
+            raise UserError(f"--net {spec.net!r} is not a preset",
+                            hint=f"use one of {', '.join(names)}, or a preset .yml file")
+        user_name, base, user_env = netpresets.load_user_preset(path)
+        kind = base or "nccl"
+        if not path.startswith(str(netpresets.preset_dirs()[-1])):
+            # a file of this machine: the pods get its base preset, and its values as --env (which win)
+            pod_net = kind
+            for key, value in user_env.items():
+                if value:
+                    extra_env.append(f"{key}={value}")
+                else:
+                    notes.append(f"preset {user_name} removes {key}, which --env cannot express: the pods "
+                                 f"keep {key} as the {kind} preset sets it")
+            notes.append(f"preset file {path}: the pods get its base preset ({kind}) and its values as --env")
+    args: list[str] = []
+    env: dict[str, str] = {}
+    if kind == "auto":
+        notes.append("--net auto: each pod chooses its preset from its own /sys/class/infiniband when it starts "
+                     "(tcp, rdma or gpudirect; gloo on CPU), so the manifest sets no network variable and "
+                     "requests no RDMA device; pass --net rdma (with --rdma-resource or --host-network) for RDMA")
+    else:
+        # no host facts: this machine's /sys says nothing about the cluster's nodes
+        net = netpresets.build_env(spec.net, netpresets.HostFacts(), device=device, nnodes=spec.nodes,
+                                   ifname=spec.ifname, hca=spec.hca, gid_index=spec.gid_index,
+                                   gdr_level=spec.gdr_level, nccl_debug=spec.nccl_debug, strict=False)
+        env = dict(net.env)
+        args += ["--net", pod_net]
+        if spec.ifname is None and kind in ("tcp", "rdma", "gpudirect", "gloo"):
+            notes.append(f"--net {kind}: each pod takes the interface of its default route (eth0 in the pod "
+                         "network, the node's with --host-network); pass --ifname to name one")
+    for flag, value in (("--ifname", spec.ifname), ("--hca", spec.hca)):
+        if value:
+            args += [flag, value]
+    if spec.gid_index is not None:
+        args += ["--gid-index", str(spec.gid_index)]
+    if kind == "gpudirect" and spec.gdr_level != "PHB":
+        args += ["--gdr-level", spec.gdr_level]
+    if spec.nccl_debug:
+        args.append("--nccl-debug")
+    for pair in extra_env:
+        args += ["--env", pair]
+    return args, env, notes, kind
+
+
+def build(spec: ManifestSpec) -> Manifest:
+    """The PaddleJob as a dict; UserError for anything invalid (nothing is printed before)."""
+    if spec.nodes < 1:
+        raise UserError(f"--nodes must be at least 1, not {spec.nodes}", hint="e.g. --nodes 2 (one pod per node)")
+    if spec.gpus_per_node < 0:
+        raise UserError(f"--gpus-per-node must be 0 or more, not {spec.gpus_per_node}", hint="0 trains on CPUs")
+    if not spec.image.strip() or any(c.isspace() for c in spec.image):
+        raise UserError(f"--image {spec.image!r} is not an image reference",
+                        hint="e.g. --image registry.example.com/team/trainctl:0.1.0")
+    if not 0 < spec.port < 65536:
+        raise UserError(f"--port {spec.port} is not a TCP port", hint=f"e.g. --port {DEFAULT_PORT}")
+    check_name(spec.name)
+    check_pod_names(spec.name, spec.nodes)
+    if spec.namespace is not None:
+        check_namespace(spec.namespace)
+    netpresets.parse_env_pairs(spec.env)  # KEY=VALUE check
+    device = "gpu" if spec.gpus_per_node else "cpu"
+    net_args, net_env, notes, kind = _net_args(spec, device)
+    rdma = kind in RDMA_PRESETS
+    resource = parse_resource(spec.rdma_resource) if spec.rdma_resource else None
+    if rdma and not resource and not spec.host_network:
+        raise UserError(f"--net {spec.net} needs the pods to reach RDMA devices",
+                        hint="pass --rdma-resource NAME (what your RDMA device plugin advertises, e.g. "
+                             "rdma/hca_shared_devices_a) and/or --host-network")
+    if rdma and spec.host_network and not resource and not spec.privileged:
+        notes.append("--host-network gives the pods the nodes' RDMA interfaces but not /dev/infiniband: add "
+                     "--rdma-resource (a device plugin) or --privileged, or verbs fail and NCCL falls back to sockets")
+    if spec.data and spec.output and spec.data.path == spec.output.path:
+        raise UserError(f"--data-pvc and --output-pvc both mount at {spec.data.path}",
+                        hint="give them different mount paths")
+    if spec.output is None:
+        notes.append("no --output-pvc: checkpoints stay in each container, so a restarted pod starts over "
+                     "(and pods of a multi-pod job would disagree); give a ReadWriteMany claim, e.g. "
+                     "--output-pvc train-output:/output")
+
+    args = ["train", "-c", spec.config, "--launcher", "kubeflow", "--resume", "auto"]
+    if spec.gpus_per_node:
+        args += ["--gpus", ",".join(str(i) for i in range(spec.gpus_per_node))]
+    else:
+        args += ["--device", "cpu"]
+    args += net_args
+    if spec.output:
+        args += ["--output", posixpath.join(spec.output.path, spec.name)]
+    for pair in spec.env:
+        args += ["--env", pair]
+    for override in spec.overrides:
+        args += ["-o", override]
+    args += list(spec.train_args)
+
+    env = [{"name": k, "value": v} for k, v in net_env.items()]
+    env += [
+        {"name": "TRAINCTL_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "TRAINCTL_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+    ]
+    limits: dict[str, int] = {}
+    if spec.gpus_per_node:
+        limits[GPU_RESOURCE] = spec.gpus_per_node
+    if resource:
+        limits[resource[0]] = resource[1]
+    container: dict = {
+        "name": CONTAINER,
+        "image": spec.image,
+        "command": ["trainctl"],
+        "args": args,
+        "workingDir": spec.workdir,
+        "env": env,
+        "ports": [{"name": PORT_NAME, "containerPort": spec.port}],
+    }
+    if limits:
+        container["resources"] = {"limits": limits}
+    volume_mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    volumes: list[dict] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
+    for label, mount in (("data", spec.data), ("output", spec.output)):
+        if mount:
+            volume_mounts.append({"name": label, "mountPath": mount.path})
+            volumes.append({"name": label, "persistentVolumeClaim": {"claimName": mount.claim}})
+    container["volumeMounts"] = volume_mounts
+    security: dict = {}
+    if rdma:
+        security["capabilities"] = {"add": ["IPC_LOCK"]}  # verbs pin (lock) memory for the HCA
+    if spec.privileged:
+        security["privileged"] = True
+    if security:
+        container["securityContext"] = security
+    pod_spec: dict = {"containers": [container], "volumes": volumes}
+    if spec.host_network:
+        pod_spec["hostNetwork"] = True
+        pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet"  # `<job>-worker-0` must still resolve
+    metadata: dict = {"name": spec.name, "labels": {"app.kubernetes.io/managed-by": "trainctl"}}
+    if spec.namespace:
+        metadata["namespace"] = spec.namespace
+    job = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": {
+            "paddleReplicaSpecs": {
+                "Worker": {
+                    "replicas": spec.nodes,
+                    "restartPolicy": "OnFailure",
+                    "template": {"spec": pod_spec},
+                }
+            }
+        },
+    }
+    return Manifest(job, notes, net_env)
+
+
+def to_yaml(manifest: Manifest, spec: ManifestSpec, version: str) -> str:
+    import yaml
+
+    header = [
+        f"# PaddleJob {spec.name}: {spec.nodes} pod(s) x "
+        + (f"{spec.gpus_per_node} GPU(s)" if spec.gpus_per_node else "CPU") + f", written by trainctl {version}",
+        f"# kubectl apply -f THIS_FILE; kubectl logs -f {spec.name}-worker-0"
+        + (f" -n {spec.namespace}" if spec.namespace else ""),
+    ]
+    body = yaml.safe_dump(manifest.data, sort_keys=False, default_flow_style=False, width=1000)
+    return "\n".join(header) + "\n" + body
+
+
+def kubectl_apply(text: str, kubectl: str = "kubectl", timeout: float = 120) -> str:
+    """`kubectl apply -f -` with the manifest on stdin; kubectl's own output, or its error as one line."""
+    import shutil
+    import subprocess
+
+    from trainctl.errors import RuntimeFailure
+
+    path = shutil.which(kubectl)
+    if path is None:
+        raise UserError("--apply needs kubectl, which is not on PATH",
+                        hint="install kubectl, or drop --apply and run: trainctl k8s-manifest ... | kubectl apply -f -")
+    try:
+        proc = subprocess.run([path, "apply", "-f", "-"], input=text, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeFailure(f"kubectl apply did not answer within {timeout:.0f}s",
+                             hint="check `kubectl cluster-info`; the manifest was not applied (or not confirmed)") from None
+    if proc.returncode != 0:
+        message = " ".join((proc.stderr or proc.stdout).split()) or f"exit status {proc.returncode}"
+        raise RuntimeFailure(f"kubectl apply failed: {message}",
+                             hint="fix what kubectl says (context, namespace, the PaddleJob CRD installed?) and rerun")
+    return proc.stdout.rstrip("\n")
