@@ -100,13 +100,14 @@ def check_probe(comm: dict, world_size: int) -> list[dict]:
         assert r["busbw_gbps"] == pytest.approx(r["algbw_gbps"] * 2 * (world_size - 1) / world_size, rel=1e-9)
     busbw = [r["busbw_gbps"] for r in results]
     # Grows with size: 8 KB is latency-bound (~0.1 ms per all-reduce idle, 0.01-0.09 GB/s), megabytes move at
-    # 0.2-2 GB/s; the best of the 3 largest sizes must be at least twice the 8 KB figure (it was 2.2x to 100x in
-    # the sweeps measured here, at load averages 1 to 13 on 2 cores).
+    # 0.2-2 GB/s; the best of the 3 largest sizes must be at least twice the 8 KB figure (it was 2.3x to 420x in
+    # the sweeps measured here, at load averages 4 to 13 on 2 cores).
     assert max(busbw[-3:]) >= 2 * busbw[0], busbw
     # Monotone-ish: at least 65 % of the size pairs (i < j) have busbw[j] > busbw[i] (Kendall's tau >= 0.3).
     # Not strictly monotone on a shared CPU: a descheduled rank turns a ~0.1 ms operation into a scheduler quantum
     # (1-2 ms) and gloo's larger messages suffer more from it, so the curve may dip after the cache-sized peak
-    # (~64 KB-1 MB); measured sweeps kept 68-100 % of the pairs in order; a flat or falling curve keeps ~50 % or less.
+    # (~64 KB-1 MB). Of 10 sweeps measured here at load averages 4 to 13, 9 kept 67-86 % of the pairs in order and
+    # one (8 KB..512 KB at load 5) 57 %; a flat curve keeps ~50 %, a falling one less.
     pairs = [(a, b) for i, a in enumerate(busbw) for b in busbw[i + 1:]]
     assert sum(b > a for a, b in pairs) >= 0.65 * len(pairs), busbw
     assert comm["transport"]["backend"] == "gloo"
