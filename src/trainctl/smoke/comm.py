@@ -309,11 +309,12 @@ def run_probe(lopts, root: Path, sizes: list[int], max_iters: int, timeout: floa
     finally:
         watchdog.cancel()
     if result.status != "done":
+        if fired.is_set():  # what the launcher printed when stopped says nothing about why it waited
+            raise RuntimeFailure(f"collective probe timed out after {timeout:.0f} s (--stage-timeout): a rank never "
+                                 f"joined or a collective hung; all workers stopped (log: {report['log']})")
         message = executor.describe_failure(result, plan)
-        if fired.is_set():
-            message = f"timed out after {timeout:.0f} s; {message}"
-        tail = "; ".join(result.log_tail[-3:]) if result.log_tail else ""
-        raise RuntimeFailure(f"collective probe failed: {message}" + (f" | {tail}" if tail else ""))
+        cause = result.worker_error or (result.log_tail[-1].strip() if result.log_tail else "")
+        raise RuntimeFailure(f"collective probe failed: {message}" + (f" ({cause})" if cause else ""))
     report["status"] = "pass"
     if plan.node_rank != 0:
         report["reason"] = "rank 0 (node 0) measured and reports the figures"
