@@ -145,7 +145,7 @@ def test_smoke_two_processes_with_probe(workdir):
 
 def test_smoke_broken_export_stops_the_chain(workdir):
     # export traces TestReader's input shape; [3, 224] (no width) breaks it and nothing before it
-    proc = smoke(["-c", CONFIG, "--iters", "2", "--output", "out/broken",
+    proc = smoke(["-c", CONFIG, "--iters", "1", "--output", "out/broken",
                   "-o", "TestReader.inputs_def.image_shape=[3,224]"], workdir)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("trainctl: error:")]

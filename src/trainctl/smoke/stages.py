@@ -33,7 +33,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-STATUSES = ("pass", "fail", "skipped", "n/a")
+from trainctl.smoke.comm import DEFAULT_MAX_ITERS, DEFAULT_SIZES
+
 TAIL_LINES = 20
 KILL_GRACE = 30.0  # seconds between SIGTERM and SIGKILL for a stage past its timeout
 INFER_IMAGES = 4
@@ -52,8 +53,8 @@ class SmokeOptions:
     output: str | None = None
     comm: bool = False
     comm_only: bool = False
-    comm_sizes: str = "8K..256M"
-    comm_iters: int = 20
+    comm_sizes: str = DEFAULT_SIZES
+    comm_iters: int = DEFAULT_MAX_ITERS
     stage_timeout: float = 1800.0
     as_json: bool = False
     dry_run: str | None = None
@@ -90,7 +91,7 @@ class Stage:
     env: dict[str, str] = field(default_factory=dict)  # set for this stage, on top of the inherited environment
     log: str = ""  # stdout + stderr, or stderr alone when `report` takes stdout
     report: str | None = None  # the stage's --json output (stdout)
-    status: str = "pending"
+    status: str = "pending"  # then pass, fail, skipped (after a failure) or n/a (not on this placement or node)
     reason: str = ""  # why n/a or skipped; for a failure the error line
     seconds: float | None = None
     exit_code: int | None = None
