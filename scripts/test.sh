@@ -4,6 +4,8 @@
 set -euo pipefail
 TRAINCTL_EXTRAS="cpu,dev"
 source "$(dirname "$0")/_venv.sh"
+# PaddleDetection's deploy/python/infer.py (the peer in tests/integration/test_deploy_peer.py) imports imgaug; pins keep ppdet's numpy/opencv
+python -m pip install --quiet --disable-pip-version-check imgaug "numpy<1.24" "opencv-python<=4.6.0" "scikit-image<0.22" 2>&1 | grep -v "^WARNING: Location" || true
 # Multi-host tests build network namespaces and run sshd; they need root, iproute2 and OpenSSH.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     need=()
