@@ -210,6 +210,20 @@ def test_cli_forwards_placement_to_train_and_probe_and_devices_to_eval(capsys, t
     assert ["-o", "worker_num=0"] == stages["export"]["argv"][6:8]
 
 
+def test_cli_forwards_ppdet_to_every_stage_that_imports_ppdet(capsys, tmp_path, monkeypatch):
+    """export runs ppdet in trainctl's own process: --ppdet must reach it as well as train and eval."""
+    tree = tmp_path / "PaddleDetection"
+    (tree / "ppdet").mkdir(parents=True)
+    (tree / "ppdet" / "__init__.py").write_text("")
+    (tree / "configs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    stages = _dry_run_json(capsys, "-c", "roadsign_cpu_smoke.yml", "--device", "cpu", "--ppdet", str(tree))
+    for name in ("train", "eval", "export"):
+        argv = stages[name]["argv"]
+        assert argv[argv.index("--ppdet") + 1] == str(tree), (name, argv)
+    assert "--ppdet" not in stages["infer-cpu"]["argv"]  # an exported model needs paddle only
+
+
 def test_cli_node1_dry_run_and_comm_only(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     stages = _dry_run_json(capsys, "-c", "roadsign_cpu_smoke.yml", "--nnodes", "2", "--node-rank", "1",

@@ -30,6 +30,8 @@ def forwarded_flags(ctx: click.Context, lopts):
             continue
         words = _option_words(param, ctx.params[param.name])
         flags.placement += words
+        if param.name == "ppdet":  # export runs in trainctl's own process: it takes the same ppdet
+            flags.ppdet = words
         if param.name not in NODE_PARAMS and not (param.name == "launcher" and ctx.params[param.name] in PLACERS):
             flags.devices += words
     placed = ctx.params.get("launcher") in PLACERS or any(

@@ -115,6 +115,7 @@ class Flags:
 
     placement: list[str] = field(default_factory=list)
     devices: list[str] = field(default_factory=list)
+    ppdet: list[str] = field(default_factory=list)  # --ppdet DIR as typed, for export (eval has it in devices)
 
 
 def trainctl(*words: str) -> list[str]:
@@ -162,7 +163,7 @@ def plan_stages(sopts: SmokeOptions, layout: Layout, flags: Flags, world_size: i
     stage("eval", trainctl("eval", "-c", str(sopts.config), *user, "--weights", weights, "--output", str(layout.eval),
                            *flags.devices))
     stage("export", trainctl("export", "-c", str(sopts.config), *user, "--weights", weights,
-                             "--output", str(layout.export)))
+                             "--output", str(layout.export), *flags.ppdet))
     bench = ["infer", "--model-dir", str(layout.export), "--dir", str(layout.images), "--benchmark", "--json", *BENCH_ARGS]
     # trainctl infer picks the GPU when paddle sees one: hiding them is how the CPU run is forced
     stage("infer-cpu", trainctl(*bench), report=True, env={"CUDA_VISIBLE_DEVICES": ""} if device == "gpu" else {})
