@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "doctor": ("trainctl.cli.doctor", "doctor", "Diagnose the environment: paddle, GPUs, NCCL, network."),
     "runs": ("trainctl.cli.runs", "runs", "List training runs and their status."),
     "board": ("trainctl.cli.board", "board", "Open VisualDL on one or several runs."),
+    "smoke": ("trainctl.cli.smoke", "smoke", "Check train, eval, export, infer and collectives on your placement."),
     "slurm-script": ("trainctl.cli.slurm", "slurm_script", "Print an sbatch script for a Slurm cluster."),
     "k8s-manifest": ("trainctl.cli.k8s", "k8s_manifest", "Print a Kubeflow PaddleJob for a Kubernetes cluster."),
 }

@@ -38,6 +38,10 @@ def run(job: Job) -> dict:
     from trainctl.runner import session
 
     rank, world_size = session.world()
+    if job.task == "comm":  # the collective probe of `trainctl smoke --comm`: no config, no ppdet
+        from trainctl.runner import commprobe
+
+        return commprobe.run(job, rank, world_size)
     if job.ppdet:
         from trainctl.launch.ppdet_source import PpdetSource
 
@@ -106,6 +110,12 @@ def _train(job: Job, cfg, rank: int) -> dict:
     trainer = Trainer(cfg, mode="train")
     entry = _checkpoint_entry(resume) if resume else None
     install_callbacks(trainer, job, rank, entry)
+    from trainctl.runner import lite
+
+    limit = lite.max_iters(cfg)
+    if limit:  # config key trainctl.max_iters (trainctl smoke's lite training)
+        lite.limit_iterations(trainer, limit, job.run_dir, rank, session.world()[1])
+        _log(f"lite training: at most {limit} iterations per epoch (trainctl.max_iters)")
     if resume:
         if not job.attempt:  # a restart resumes this very run's checkpoint: no second read of the weights
             session.load_weights_strict(trainer.model, resume, cfg.architecture)  # clear error first
@@ -181,6 +191,8 @@ def _evaluate(job: Job, cfg) -> dict:
 
 
 def final_line(summary: dict) -> str:
+    if summary.get("task") == "comm":
+        return summary["line"]
     if summary.get("task") == "eval":
         metrics = ", ".join(f"{100 * v:.2f}% ({k})" if isinstance(v, float) else f"{v} ({k})" for k, v in summary["results"].items())
         return f"eval done: {summary['metric']} mAP {metrics} on {summary.get('images', '?')} images, weights {summary['weights']}"
