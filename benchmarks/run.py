@@ -18,6 +18,9 @@ both measured in this run):
               vs benchmarks/baseline_train.py on the same resolved config
   throughput  images/s over iterations 3.. of the same runs; scaling: 2 CPU
               processes (paddle launch) vs 1
+  restart     --max-restarts 1: the worker is killed in epoch 2; failure -> first
+              iteration of the next attempt, vs a fresh start -> first iteration
+              (same job) plus the time to load the checkpoint
   infer       trainctl infer --model-dir vs ppdet's dynamic-graph predict
               (benchmarks/baseline_dygraph.py) and a bare Paddle Inference loop
               (benchmarks/baseline_infer.py) at 608 px (roadsign.yml; --sizes),
@@ -44,7 +47,7 @@ sys.path.insert(0, str(HERE))
 import harness  # noqa: E402
 from harness import median, run_timed, spread  # noqa: E402
 
-CASES = ("cli", "memory", "overhead", "throughput", "scaling", "infer")
+CASES = ("cli", "memory", "overhead", "throughput", "scaling", "restart", "infer", "deploy")
 TRAIN_CONFIG = "roadsign_cpu_smoke.yml"
 TRAIN_SIZE = 160
 # One fixed input size and fixed interpolation, so every iteration of every run
@@ -72,7 +75,12 @@ GOALS = {
     "throughput_ratio": 0.98,
     "infer_vs_dygraph": 5.0,
     "infer_vs_bare": 0.9,
+    "restart_vs_fresh_plus_load": 1.0,
+    "deploy_vs_peer": 1.0,
 }
+# PaddleDetection's deploy/python/infer.py (release 2.7.1), the peer of the deploy case
+PEER_DIR = HERE.parent.parent / "shared" / "reference" / "paddledetection-src" / "release-2.7.1" / "deploy" / "python"
+PEER_BOX = re.compile(r"class_id:(-?\d+), confidence:([\d.]+), left_top:\[([-\d.]+),([-\d.]+)\],right_bottom:\[([-\d.]+),([-\d.]+)\]")
 
 
 class Suite:
@@ -385,6 +393,65 @@ class Suite:
             paths[tag] = d
         return {"models": models, "weights": str(weights), "config": str(kept / "config.yml"), **paths}
 
+    def case_restart(self) -> None:
+        """Restart overhead: SIGKILL to the worker in epoch 2 of a --max-restarts 1 run; the time from
+        the kill to the next attempt's first iteration (its first heartbeat), against a fresh start of
+        the same job to its first iteration plus loading checkpoint 0 (weights and optimizer)."""
+        self.log("case restart: failure -> first iteration of the next attempt vs fresh start + checkpoint load")
+        self.prepare_data()
+        run_dir = "output/bench_restart"
+        beat = self.work / run_dir / "progress" / "rank0.json"
+        index = self.work / run_dir / "checkpoints.json"
+        fresh, restart, load = [], [], []
+
+        def wait(predicate, timeout: float = 600.0) -> float:
+            deadline = time.perf_counter() + timeout
+            while time.perf_counter() < deadline:
+                if predicate():
+                    return time.perf_counter()
+                time.sleep(0.05)
+            raise SystemExit("benchmark step timed out (restart case)")
+
+        def heartbeat_epoch() -> int:
+            try:
+                return json.loads(beat.read_text())["epoch"]
+            except (OSError, ValueError, KeyError):
+                return -1
+
+        for i in range(self.repeats):
+            shutil.rmtree(self.work / run_dir, ignore_errors=True)
+            argv = self.train_argv(run_dir) + ["--max-restarts", "1", "-o", "epoch=2", "-o", "snapshot_epoch=1"]
+            started = time.perf_counter()
+            proc = subprocess.Popen(argv, cwd=self.work, env=self.env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            try:
+                fresh.append(wait(beat.exists) - started)
+                wait(lambda: index.exists() and '"name": "0"' in index.read_text() and heartbeat_epoch() == 1)
+                worker = subprocess.run(["pgrep", "-f", f"trainctl.runner.worker --job {run_dir}/job.json"],
+                                        capture_output=True, text=True).stdout.split()
+                os.kill(int(worker[0]), 9)
+                killed = time.perf_counter()
+                wait(lambda: (self.work / run_dir / "logs" / "attempt1").is_dir())
+                restart.append(wait(beat.exists) - killed)
+                proc.wait(timeout=600)
+            finally:
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(timeout=60)
+            self.log(f"  restart #{i + 1}: fresh start -> first iteration {fresh[-1]:.2f} s, "
+                     f"kill -> first iteration of attempt 2 {restart[-1]:.2f} s, exit {proc.returncode}")
+            code = ("import sys, time, paddle; t = time.perf_counter(); "
+                    "paddle.load(sys.argv[1] + '.pdparams'); paddle.load(sys.argv[1] + '.pdopt'); "
+                    "print(time.perf_counter() - t)")
+            out = subprocess.run(self.py("-c", code, str(self.work / run_dir / "0")), capture_output=True, text=True,
+                                 env=self.env, check=True).stdout.split()
+            load.append(float(out[-1]))
+        budget = median(fresh) + median(load)
+        self.results["cases"]["restart"] = {
+            "fresh_start_to_first_iteration_s": spread(fresh), "failure_to_next_first_iteration_s": spread(restart),
+            "checkpoint_load_s": spread(load), "budget_s": budget, "ratio": median(restart) / budget,
+            "goal_met": median(restart) <= budget * GOALS["restart_vs_fresh_plus_load"]}
+
     def case_infer(self) -> None:
         self.log("case infer: trainctl infer --model-dir vs dynamic graph vs bare Paddle Inference loop")
         s = self.infer_setup()
@@ -502,6 +569,134 @@ class Suite:
                                                             top_k=20, score_rtol=1e-2, iou_min=0.9),
         }
 
+    # ------------------------------------------------------------ deploy: the peer script --
+
+    def case_deploy(self) -> None:
+        """trainctl infer --model-dir vs PaddleDetection's deploy/python/infer.py: directory img/s, video frames/s,
+        same detections; sliced inference's cost per tile."""
+        self.log("case deploy: trainctl infer --model-dir vs deploy/python/infer.py (directory, video); sliced cost per tile")
+        import cv2
+
+        s = self.infer_setup()
+        size = self.infer_sizes[0]
+        model = s["models"][size]
+        peer_dir = Path(self.args.peer_dir).resolve()
+        if not (peer_dir / "infer.py").is_file():
+            raise SystemExit(f"the deploy case needs PaddleDetection's deploy/python (--peer-dir): {peer_dir}")
+        peer = self.work / "peer_python"
+        shutil.rmtree(peer, ignore_errors=True)
+        shutil.copytree(peer_dir, peer)
+        out_dir = self.work / "deploy_out"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        images = {tag: sorted(p for p in s[tag].iterdir()) for tag in ("all", "few")}
+        videos = {}
+        for tag, files in images.items():  # one frame per image, at one size
+            videos[tag] = out_dir / f"video_{tag}.mp4"
+            writer = cv2.VideoWriter(str(videos[tag]), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (400, 300))
+            for f in files:
+                writer.write(cv2.resize(cv2.imread(str(f)), (400, 300)))
+            writer.release()
+        threshold = self.args.threshold
+
+        def command(tool: str, kind: str, tag: str) -> tuple[list[str], str]:
+            out = str(out_dir / f"{tool}_{kind}_{tag}")
+            if tool == "trainctl":
+                media = ["--dir", str(s[tag])] if kind == "dir" else ["--video", str(videos[tag])]
+                return self.tc("infer", "--model-dir", str(model), *media, "--threads", "2", "--batch-size", "1",
+                               "--threshold", str(threshold), "--output", out), str(self.work)
+            media = ["--image_dir", str(s[tag])] if kind == "dir" else ["--video_file", str(videos[tag])]
+            return self.py("infer.py", "--model_dir", str(model), *media, "--device", "CPU", "--cpu_threads", "2",
+                           "--enable_mkldnn", "True", "--batch_size", "1", "--threshold", str(threshold),
+                           "--output_dir", out), str(peer)
+
+        for tool in ("trainctl", "peer"):
+            argv, cwd = command(tool, "dir", "few")
+            self.run(argv, f"warm-up {tool}", cwd=cwd)
+        walls = {(tool, kind): {"all": [], "few": []} for tool in ("trainctl", "peer") for kind in ("dir", "video")}
+        first: dict = {}
+        for i in range(self.repeats):
+            for kind in ("dir", "video"):
+                for tag in ("all", "few"):
+                    for tool in ("trainctl", "peer"):
+                        argv, cwd = command(tool, kind, tag)
+                        r = self.run(argv, f"deploy {kind}: {tool} {tag} #{i + 1}", cwd=cwd)
+                        walls[(tool, kind)][tag].append(r.wall)
+                        if i == 0 and tag == "all":
+                            first[(tool, kind)] = r
+        n_all, n_few = self.infer_images, self.infer_few
+        out: dict = {"size": size, "threshold": threshold, "images": n_all, "few_images": n_few, "repeats": self.repeats,
+                     "method": f"whole processes, both at 2 threads, oneDNN/MKLDNN on, batch 1: rate = ({n_all} - {n_few}) / "
+                               f"(median wall({n_all}) - median wall({n_few})) (startup and model load cancel out); "
+                               f"the video has one 400x300 frame per image; both write annotated images/video"}
+        for kind in ("dir", "video"):
+            rate = {}
+            for tool in ("trainctl", "peer"):
+                w = walls[(tool, kind)]
+                d = median(w["all"]) - median(w["few"])
+                rate[tool] = (n_all - n_few) / d if d > 0 else None
+                out[f"{tool}_{kind}"] = {"wall_all": spread(w["all"]), "wall_few": spread(w["few"]), "per_s": rate[tool]}
+            if rate["trainctl"] and rate["peer"]:
+                out[f"{kind}_vs_peer"] = rate["trainctl"] / rate["peer"]
+                out[f"{kind}_goal_met"] = out[f"{kind}_vs_peer"] >= GOALS["deploy_vs_peer"]
+        out["detections"] = {kind: self.peer_same(first[("peer", kind)].text(), out_dir / f"trainctl_{kind}_all", kind)
+                             for kind in ("dir", "video")}
+        out["slice"] = self.slice_cost(model, images["all"], out_dir)
+        self.results["cases"]["deploy"] = out
+
+    @staticmethod
+    def peer_same(peer_text: str, ours_dir: Path, kind: str) -> dict:
+        """The peer's printed boxes (score to 4 decimals, box to 2) against trainctl's, per image or frame."""
+        theirs: list[list[list[float]]] = [[]]
+        for line in peer_text.splitlines():
+            m = PEER_BOX.search(line)
+            if m:
+                theirs[-1].append([float(v) for v in m.groups()])
+            elif (kind == "dir" and line.startswith("save result to:")) or (kind == "video" and line.startswith("detect frame:")):
+                theirs.append([])
+        theirs = [t for t in theirs if t] if kind == "dir" else theirs[1:]
+        if kind == "dir":
+            data = json.loads((ours_dir / "detections.json").read_text())
+            by_file: dict[str, list] = {}
+            for d in data["detections"]:
+                by_file.setdefault(d["file"], []).append(d)
+            ours = [by_file[f] for f in sorted(by_file)]
+            theirs_sorted = sorted(theirs, key=lambda rows: -len(rows))  # the peer's order is a set's: compare as a multiset
+            ours_sorted = sorted(ours, key=lambda rows: -len(rows))
+            pairs = list(zip(ours_sorted, theirs_sorted))
+        else:
+            lines = [json.loads(x) for x in next(ours_dir.glob("*.jsonl")).read_text().splitlines()]
+            pairs = list(zip([x["detections"] for x in lines], theirs))
+        ours_rows = sorted(([d["class_id"], round(d["score"], 4), *(round(v, 2) for v in d["box"])]
+                            for rows, _ in pairs for d in rows))
+        their_rows = sorted(([int(r[0]), r[1], *r[2:]] for _, rows in pairs for r in rows))
+        diff = max((max(abs(a - b) for a, b in zip(x, y)) for x, y in zip(ours_rows, their_rows)), default=0.0)
+        return {"ours": len(ours_rows), "peer": len(their_rows), "max_printed_diff": diff,
+                "same": len(ours_rows) == len(their_rows) and diff <= 0.011}
+
+    def slice_cost(self, model: Path, files: list[Path], out_dir: Path) -> dict:
+        """Seconds per tile of --slice: one 4x4 grid of 224 px scenes cut into 16 tiles (224 px) and into 4 (448 px)."""
+        import cv2
+        import numpy as np
+
+        grid, cell = 4, 224
+        big = np.zeros((grid * cell, grid * cell, 3), dtype=np.uint8)
+        for i, f in enumerate(files[: grid * grid]):
+            y, x = divmod(i, grid)
+            big[y * cell:(y + 1) * cell, x * cell:(x + 1) * cell] = cv2.resize(cv2.imread(str(f)), (cell, cell))
+        path = out_dir / "grid.png"
+        cv2.imwrite(str(path), big)
+        walls: dict[int, list[float]] = {16: [], 4: []}
+        for i in range(self.repeats):
+            for tiles, tile in ((16, cell), (4, 2 * cell)):
+                r = self.run(self.tc("infer", "--model-dir", str(model), "--img", str(path), "--slice", f"{tile}x{tile}",
+                                     "--overlap", "0", "--threads", "2", "--no-save-images",
+                                     "--output", str(out_dir / f"slice_{tiles}")), f"slice {tiles} tiles #{i + 1}")
+                walls[tiles].append(r.wall)
+        d = median(walls[16]) - median(walls[4])
+        return {"image": f"{grid * cell}x{grid * cell}", "wall_16_tiles": spread(walls[16]), "wall_4_tiles": spread(walls[4]),
+                "seconds_per_tile": d / 12 if d > 0 else None}
+
     # ------------------------------------------------------------ driver --
 
     def run_cases(self, cases: list[str]) -> dict:
@@ -587,6 +782,13 @@ def render_markdown(res: dict) -> str:
                      f"{_fmt(x['two_processes_images_per_s']['median'], 2, ' img/s')} | "
                      f"{_fmt(x['one_process_images_per_s']['median'], 2, ' img/s')} (1 process) | "
                      f"{_fmt(x.get('scaling_factor'), 2, 'x')} | reported | - |")
+    if "restart" in c:
+        x = c["restart"]
+        lines.append(f"| Restart overhead (--max-restarts): worker killed -> first iteration of the next attempt | "
+                     f"{_fmt(x['failure_to_next_first_iteration_s']['median'], 2, ' s')} | "
+                     f"{_fmt(x['fresh_start_to_first_iteration_s']['median'], 2, ' s')} fresh start + "
+                     f"{_fmt(x['checkpoint_load_s']['median'], 2, ' s')} checkpoint load | {_fmt(x.get('ratio'), 3)} | "
+                     f"<= 1.0 | {_met(x.get('goal_met'))} |")
     if "infer" in c:
         x = c["infer"]
         for size, y in x["sizes"].items():
@@ -604,6 +806,18 @@ def render_markdown(res: dict) -> str:
                      f"{d['compared']} rows matched | {d['reference_rows']} rows | max score diff "
                      f"{_fmt(d['max_relative_score_diff'] * 100, 4, ' %')} | class, score ±{d['score_rtol'] * 100:g} %, "
                      f"IoU >= {d['iou_min']} | {_met(d['same'])} |")
+    if "deploy" in c:
+        x = c["deploy"]
+        for kind, what, unit in (("dir", "directory", "img/s"), ("video", "video", "frames/s")):
+            t, p = x[f"trainctl_{kind}"]["per_s"], x[f"peer_{kind}"]["per_s"]
+            det = x["detections"][kind]
+            lines.append(f"| Deployment vs PaddleDetection's deploy/python/infer.py, {what}, {x['size']} px, batch 1, 2 threads | "
+                         f"{_fmt(t, 2, ' ' + unit)} | {_fmt(p, 2, ' ' + unit)} | {_fmt(x.get(f'{kind}_vs_peer'), 2, 'x')} | "
+                         f">= 1.0x, same detections ({det['ours']} vs {det['peer']}) | "
+                         f"{_met(bool(x.get(f'{kind}_goal_met')) and det['same'])} |")
+        sl = x["slice"]
+        lines.append(f"| Sliced inference: cost per tile ({sl['image']} image, 16 vs 4 tiles) | "
+                     f"{_fmt(sl['seconds_per_tile'], 3, ' s/tile')} | - | - | reported | - |")
     lines.append("")
     lines += render_details(res)
     return "\n".join(lines) + "\n"
@@ -645,6 +859,14 @@ def render_details(res: dict) -> list[str]:
                    f"(OMP_NUM_THREADS=1 each) vs {_fmt(x['one_process_mean_batch_cost'], 2, ' s')} with 1; CPU use "
                    f"{_fmt(x['two_processes_cpu_utilisation'])} vs {_fmt(x['one_process_cpu_utilisation'])} cores; "
                    f"launcher peak RSS with paddle launch {_fmt(x['two_processes_launcher_peak_rss_mb'], 0, ' MB')}.")
+    if "restart" in c:
+        x = c["restart"]
+        f, r, l = (x[k] for k in ("fresh_start_to_first_iteration_s", "failure_to_next_first_iteration_s",
+                                  "checkpoint_load_s"))
+        out.append(f"- Restart (one process, --max-restarts 1, SIGKILL to the worker in epoch 2, n={r['n']}): kill -> "
+                   f"first iteration of attempt 2 median {r['median']:.2f} s (min {r['min']:.2f}, max {r['max']:.2f}; "
+                   f"includes noticing the failure and the 0.5 s backoff); fresh start -> first iteration "
+                   f"{f['median']:.2f} s; loading checkpoint 0 (weights + optimizer) {l['median']:.2f} s.")
     if "infer" in c:
         x = c["infer"]
         for size, y in x["sizes"].items():
@@ -676,6 +898,19 @@ def render_details(res: dict) -> list[str]:
                              f"{r['images_per_s']:.2f}" for r in sweep)
             out.append(f"- Bare-loop settings at {x['bare_sweep']['size']} px (in-process img/s): {rows}; fastest: "
                        f"{best['threads']} threads, oneDNN {'on' if best['onednn'] else 'off'}, batch {best['batch']}.")
+    if "deploy" in c:
+        x = c["deploy"]
+        out.append(f"- Deployment vs deploy/python/infer.py at {x['size']} px, {x['images']} images / frames, "
+                   f"{x['repeats']} repetition(s): {x['method']}.")
+        for kind in ("dir", "video"):
+            t, p, det = x[f"trainctl_{kind}"], x[f"peer_{kind}"], x["detections"][kind]
+            out.append(f"  - {kind}: trainctl {x['images']} end to end {t['wall_all']['median']:.2f} s, peer "
+                       f"{p['wall_all']['median']:.2f} s; detections at threshold {x['threshold']}: {det['ours']} vs "
+                       f"{det['peer']}, max difference of the printed values {det['max_printed_diff']:.4f} "
+                       f"(the peer prints scores to 4 decimals, boxes to 2).")
+        sl = x["slice"]
+        out.append(f"- Sliced inference on a {sl['image']} image: 16 tiles {sl['wall_16_tiles']['median']:.2f} s, "
+                   f"4 tiles {sl['wall_4_tiles']['median']:.2f} s (each tile is resized to the model's input).")
     for note in res.get("notes", []):
         out.append(f"- {note}")
     return out
@@ -698,6 +933,8 @@ def main(argv: list[str] | None = None) -> int:
                                          "(default 608, --quick 224)")
     parser.add_argument("--infer-batch", type=int, default=1, help="batch size of trainctl infer and the bare loop (default 1)")
     parser.add_argument("--sweep", action="store_true", help="also time the bare loop over threads x oneDNN x batch")
+    parser.add_argument("--peer-dir", default=str(PEER_DIR), help="PaddleDetection's deploy/python for the deploy case "
+                                                                  "(default: ../shared/reference/.../release-2.7.1/deploy/python)")
     parser.add_argument("--max-load", type=float, help="wait (up to 10 min) until the 1-min load average is below this")
     args = parser.parse_args(argv)
     if args.sizes and any(x.strip() not in ("224", "608") for x in args.sizes.split(",")):

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from trainctl import __version__
+from trainctl.errors import TrainctlError
 
 TROUBLESHOOTING = "docs/troubleshooting.md"
 
@@ -367,6 +368,7 @@ if WITH_PPDET:
     stage("import ppdet")
     import ppdet
     out["ppdet_imported"] = True
+    out["ppdet_file"] = ppdet.__file__
 gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
 stage("compute on " + ("gpu" if gpu else "cpu"))
 paddle.set_device("gpu:0" if gpu else "cpu")
@@ -403,7 +405,7 @@ def run_paddle_check(python: str | None = None, with_ppdet: bool = True, timeout
             result["stage"] = line.split(" ", 1)[1]
         elif line.startswith("TRAINCTL_RESULT "):
             data = json.loads(line.split(" ", 1)[1])
-            for key in ("device", "result", "compiled_with_cuda", "cuda", "cudnn"):
+            for key in ("device", "result", "compiled_with_cuda", "cuda", "cudnn", "ppdet_file"):
                 result[key] = data.get(key)
     if proc.returncode < 0:
         try:
@@ -429,8 +431,23 @@ def run_paddle_check(python: str | None = None, with_ppdet: bool = True, timeout
 # -- collect, judge, render -------------------------------------------------
 
 
+def ppdet_choice(flag: str | None = None, cwd: str | None = None) -> dict[str, Any]:
+    """Which ppdet a run started here would use (launch/ppdet_source.py's rule), and what it lacks."""
+    from trainctl.launch import ppdet_source
+
+    try:
+        src = ppdet_source.choose(flag, cwd=cwd)
+    except TrainctlError as exc:
+        return {"kind": "error", "description": exc.one_line(), "missing": [], "env": {}}
+    out = src.to_dict()
+    out["missing"] = ppdet_source.missing_modules(src)
+    out["install"] = ppdet_source.install_command(src, out["missing"]) if out["missing"] else None
+    out["env"] = ppdet_source.worker_env(src, os.environ)
+    return out
+
+
 def collect(sys_root: str = "/sys", proc_root: str = "/proc", check: bool = False,
-            check_timeout: float = 300.0) -> dict[str, Any]:
+            check_timeout: float = 300.0, ppdet: str | None = None) -> dict[str, Any]:
     """Every fact doctor knows, as a JSON-ready dict (the `--json` output), plus the judged items."""
     _top_level_map.cache_clear()
     paddle = paddle_facts()
@@ -449,10 +466,12 @@ def collect(sys_root: str = "/sys", proc_root: str = "/proc", check: bool = Fals
         "host": host_facts(sys_root=sys_root, proc_root=proc_root, nccl_code=paddle.get("nccl_code")),
         "check": None,
     }
+    report["ppdet"] = ppdet_choice(ppdet)
     if check:
         if paddle["installed"]:
-            report["check"] = run_paddle_check(with_ppdet=packages["paddledet"]["version"] is not None,
-                                               timeout=check_timeout)
+            with_ppdet = report["ppdet"]["kind"] in ("source", "installed") and not report["ppdet"]["missing"]
+            report["check"] = run_paddle_check(with_ppdet=with_ppdet, timeout=check_timeout,
+                                               env=dict(os.environ, **report["ppdet"]["env"]))
         else:
             report["check"] = {"ran": False, "ok": False, "error": "paddle is not installed"}
     items = judge(report)
@@ -504,6 +523,14 @@ def judge(report: dict[str, Any]) -> list[Item]:
         add(Item("paddle", "paddledet", "not installed", "fail", "pip install paddledet==2.6.0"))
     else:
         add(Item("paddle", "paddledet", ppdet["version"], "ok"))
+    used = report.get("ppdet")
+    if used:
+        if used["kind"] in ("source", "installed"):
+            add(Item("paddle", "ppdet used", used["description"], "fail" if used["missing"] else "ok",
+                     f"missing {', '.join(used['missing'])}: {used['install']}" if used["missing"] else ""))
+        else:
+            add(Item("paddle", "ppdet used", used["description"], "fail",
+                     "pip install paddledet==2.6.0, or pass --ppdet DIR (a PaddleDetection checkout)"))
     compat = report["compatibility"]
     if paddle["installed"] and ppdet["version"]:
         status = VERDICT_STATUS.get(compat["verdict"], "warn")
@@ -679,6 +706,7 @@ def render_bug_report(report: dict[str, Any]) -> str:
         f"- Python version: {report['python']['version']} ({report['python']['executable']})",
         f"- paddle version: {paddle_line}",
         f"- paddledet version: {pk['paddledet']['version'] or 'not installed'}",
+        f"- ppdet used: {(report.get('ppdet') or {}).get('description', '?')}",
         f"- compatibility: {report['compatibility']['verdict']} ({report['compatibility']['reason']})",
         f"- numpy version: {pk['numpy']['version'] or 'not installed'}",
         f"- opencv version: {pk['opencv']['version'] or 'not installed'}",

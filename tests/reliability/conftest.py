@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ CLASSES = {
     "test_bad_input_worker.py": "bad input",
     "test_faults.py": "faults",
     "test_faults_multinode.py": "faults",
+    "test_restarts.py": "restarts and hangs",
     "test_security.py": "security",
 }
 
@@ -112,6 +114,45 @@ def processes_matching(marker: str) -> list[tuple[int, str]]:
         if marker in cmdline and state not in ("Z", "X"):
             found.append((int(entry.name), cmdline.strip()))
     return found
+
+
+def worker_pid(run: Path, rank: int) -> int | None:
+    """The worker process of global rank `rank` of the run in `run` (one process: rank 0)."""
+    for pid, cmdline in processes_matching(str(run / "job.json")):
+        if "trainctl.runner.worker" not in cmdline or "paddle.distributed.launch" in cmdline:
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        trainer = [item for item in environ if item.startswith(b"PADDLE_TRAINER_ID=")]
+        if (trainer and trainer[0] == f"PADDLE_TRAINER_ID={rank}".encode()) or (not trainer and rank == 0):
+            return pid
+    return None
+
+
+def kill_run(proc: subprocess.Popen, run: Path) -> None:
+    """SIGKILL trainctl (if still running) and every process whose command line names the run."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for pid, _ in processes_matching(str(run)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def terminate_all(procs) -> None:
+    """SIGTERM each still running process (trainctl then stops its workers), SIGKILL after 30 s."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 FIGURES_FILE = Path(__file__).resolve().parent / "last_run.json"
-ORDER = ["bad input", "faults", "security"]
+ORDER = ["bad input", "faults", "security", "restarts and hangs"]
 
 
 def render(data: dict) -> str:

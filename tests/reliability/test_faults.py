@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import processes_matching, run_cli, wait_for
+from conftest import kill_run, processes_matching, run_cli, wait_for, worker_pid
 
 pytestmark = pytest.mark.paddle
 
@@ -42,19 +42,6 @@ def _start(work: Path, run: Path, *extra: str) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL)
 
 
-def _rank_pid(run: Path, rank: int) -> int | None:
-    for pid, cmdline in processes_matching(str(run / "job.json")):
-        if "trainctl.runner.worker" not in cmdline or "paddle.distributed.launch" in cmdline:
-            continue
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"PADDLE_TRAINER_ID={rank}".encode() in environ:
-            return pid
-    return None
-
-
 def _training(run: Path, rank: int) -> bool:
     """Rank 0 logs ppdet's iteration lines; the other ranks log only trainctl's start lines."""
     log = run / "logs" / f"workerlog.{rank}"
@@ -66,29 +53,18 @@ def _training(run: Path, rank: int) -> bool:
     return f"rank {rank} of" in text and "training from scratch" in text
 
 
-def _stop(proc: subprocess.Popen, run: Path) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    for pid, _ in processes_matching(str(run)):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 def test_killed_worker_is_reported_quickly_and_nothing_is_left(work, record_property):
     run = work / "killed"
     proc = _start(work, run, "--nproc", "2")
     try:
-        wait_for(lambda: _training(run, 0) and _training(run, 1) and _rank_pid(run, 1), 300, "rank 1 to train")
-        victim = _rank_pid(run, 1)
+        wait_for(lambda: _training(run, 0) and _training(run, 1) and worker_pid(run, 1), 300, "rank 1 to train")
+        victim = worker_pid(run, 1)
         killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         out, err = proc.communicate(timeout=120)
         seconds = time.monotonic() - killed_at
     finally:
-        _stop(proc, run)
+        kill_run(proc, run)
     record_property("exit_after_kill_s", round(seconds, 1))
     assert proc.returncode == 1, err[-3000:]
     assert seconds < KILL_REPORT_SECONDS, f"trainctl took {seconds:.1f}s to notice"
@@ -116,7 +92,7 @@ def test_signal_to_trainctl_stops_every_worker(work, signum, record_property):
         seconds = time.monotonic() - sent_at
         out, err = proc.communicate(timeout=30)
     finally:
-        _stop(proc, run)
+        kill_run(proc, run)
     record_property("all_gone_s", round(seconds, 1))
     assert seconds <= STOP_SECONDS, f"workers lived {seconds:.1f}s after {signum.name}"
     assert proc.returncode == 128 + signum, err[-3000:]
@@ -138,7 +114,7 @@ def test_single_process_sigint(work, record_property):
         seconds = time.monotonic() - sent_at
         out, err = proc.communicate(timeout=30)
     finally:
-        _stop(proc, run)
+        kill_run(proc, run)
     record_property("all_gone_s", round(seconds, 1))
     assert seconds <= STOP_SECONDS
     assert proc.returncode == 130, err[-3000:]
@@ -208,6 +184,6 @@ def test_trainctl_killed_leaves_no_orphan(work, nproc, record_property):
             seconds = time.monotonic() - killed_at
             left = processes_matching(str(run))
     finally:
-        _stop(proc, run)
+        kill_run(proc, run)
     record_property("all_gone_s", round(seconds, 1))
     assert left == [] and seconds <= ORPHAN_SECONDS, f"{len(left)} processes {seconds:.1f}s after trainctl died: {left}"

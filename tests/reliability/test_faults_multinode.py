@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import processes_matching, wait_for
+from conftest import processes_matching, terminate_all, wait_for
 from netns_pair import NetnsPair
 
 pytestmark = [pytest.mark.paddle, pytest.mark.netns]
@@ -69,14 +69,7 @@ def test_node_lost_mid_training_ends_the_other_node(pair, work, how, record_prop
         assert exited, f"node 0 still running {seconds:.0f}s after node 1 died"
         leftovers = processes_matching(str(run0))
     finally:
-        for proc in nodes:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        terminate_all(nodes)
         for pid, _ in processes_matching(str(work)):
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -57,3 +57,15 @@ def context(device_env=None, host_facts=None, environ=None, strict=True, local=(
 
 def plan(ctx=None, task="train", run_dir="output/roadsign", **options):
     return build_plan(LaunchOptions(**options), task=task, run_dir=run_dir, ctx=ctx or context())
+
+
+def cli_run(capsys, *argv):
+    """`trainctl ARGV` in this process: (exit code, stdout, stderr)."""
+    import pytest
+
+    from trainctl.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err

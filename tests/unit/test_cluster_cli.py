@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from trainctl.cli import main
+from launch_helpers import cli_run
 from trainctl.errors import UserError
 from trainctl.cluster.dispatch import apply_slurm
 
@@ -24,11 +24,7 @@ def _clean_env(monkeypatch):
             monkeypatch.delenv(key)
 
 
-def run(capsys, *argv):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
+run = cli_run  # (exit code, stdout, stderr) of `trainctl ARGV` run in this process
 
 
 def _ssh_lines(out):

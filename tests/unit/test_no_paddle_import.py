@@ -56,6 +56,8 @@ def test_import_cli(tmp_path):
     ["train", "-c", "roadsign.yml", "--gpus", "0,1,2,3", "--nnodes", "2", "--node-rank", "0",
      "--master", "10.0.0.1:8090", "--net", "rdma", "--hca", "mlx5_0:1", "--dry-run=json"],
     ["eval", "-c", "roadsign.yml", "--gpus", "0,1", "--dry-run"],
+    ["smoke", "-c", "roadsign_cpu_smoke.yml", "--nproc", "2", "--comm", "--dry-run"],
+    ["smoke", "--comm-only", "--nproc", "2", "--dry-run=json"],
 ])
 def test_commands(argv, tmp_path):
     proc = run_blocked(f"""

@@ -244,3 +244,29 @@ def test_fanout_unreachable_and_user_error(fake_ssh, tmp_path):
     plan = _script_plan(fake_ssh, tmp_path, "a\nb\n", "exit 2")
     with pytest.raises(UserError):
         FanOut(plan, emit=lambda *a: None).run()
+
+
+def test_fanout_restarts_every_host_with_resume_auto(fake_ssh, tmp_path):
+    """--max-restarts 1: host `bad` fails, both hosts are stopped and started again with --resume auto."""
+    from trainctl.cluster.ssh import run_fanout
+
+    log = tmp_path / "starts"
+    script = (f'echo "$FAKE_HOST $*" >> {log}; case "$*" in *"--resume auto"*) exit 0;; esac; '
+              f'if [ "$FAKE_HOST" = bad ]; then exit 7; fi; sleep 30')
+    plan = _script_plan(fake_ssh, tmp_path, "good\nbad\n", script)
+    waits = []
+    run_fanout(plan, max_restarts=1, sleep=waits.append)
+    starts = log.read_text().splitlines()
+    assert len(starts) == 4 and waits == [0.5]
+    assert sorted(line.split()[0] for line in starts[2:]) == ["bad", "good"]
+    assert all(line.endswith("--resume auto") for line in starts[2:])
+    assert not any("--resume" in line for line in starts[:2])
+
+
+def test_fanout_restart_budget_runs_out(fake_ssh, tmp_path):
+    from trainctl.cluster.ssh import run_fanout
+
+    plan = _script_plan(fake_ssh, tmp_path, "a\nb\n", 'if [ "$FAKE_HOST" = b ]; then exit 5; fi; sleep 30')
+    with pytest.raises(RuntimeFailure, match=r"after 2 restarts \(--max-restarts 2\), the last attempt failed: "
+                                             r"host b r1 exited with code 5"):
+        run_fanout(plan, max_restarts=2, sleep=lambda s: None)

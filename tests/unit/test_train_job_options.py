@@ -26,7 +26,7 @@ def test_keep_vdl_and_quiet_reach_the_job(tmp_path, monkeypatch, quiet, progress
     write_sample_dataset(tmp_path / "dataset" / "roadsign_voc", images=4, seed=1)
     monkeypatch.chdir(tmp_path)
     started = []
-    monkeypatch.setattr(executor, "run_node", lambda plan, node: started.append(node) or _Done())
+    monkeypatch.setattr(executor, "run_node", lambda plan, node, **kw: started.append(node) or _Done())
     argv = (["-q"] if quiet else []) + ["train", "-c", "roadsign_cpu_smoke.yml", "--keep", "2", "--vdl",
                                         "--output", "out/run"]
     with pytest.raises(SystemExit) as exit_info:

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sweep": ("trainctl.cli.sweep", "sweep", "Train every combination of a few config values, as ordinary runs."),
     "runs": ("trainctl.cli.runs", "runs", "List training runs and their status."),
     "board": ("trainctl.cli.board", "board", "Open VisualDL on one or several runs."),
+    "smoke": ("trainctl.cli.smoke", "smoke", "Check train, eval, export, infer and collectives on your placement."),
     "slurm-script": ("trainctl.cli.slurm", "slurm_script", "Print an sbatch script for a Slurm cluster."),
     "k8s-manifest": ("trainctl.cli.k8s", "k8s_manifest", "Print a Kubeflow PaddleJob for a Kubernetes cluster."),
 }

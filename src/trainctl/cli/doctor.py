@@ -17,7 +17,10 @@ from trainctl import output
 @click.option("--sys-root", default="/sys", hidden=True, help="Read /sys facts from this tree (tests).")
 @click.option("--proc-root", default="/proc", hidden=True, help="Read /proc facts from this tree (tests).")
 @click.option("--check-timeout", default=300.0, hidden=True, type=float)
-def doctor(as_json: bool, check: bool, report: bool, sys_root: str, proc_root: str, check_timeout: float) -> None:
+@click.option("--ppdet", metavar="DIR", help="Show (and --check) this PaddleDetection checkout's ppdet instead of "
+                                           "the one the rule picks here (see docs/install.md).")
+def doctor(as_json: bool, check: bool, report: bool, sys_root: str, proc_root: str, check_timeout: float,
+           ppdet: str | None) -> None:
     """Diagnose the environment: paddle, paddledet, GPUs, NCCL, network.
 
     Exit code 1 when an item is FAIL (red), 0 otherwise.
@@ -33,7 +36,8 @@ def doctor(as_json: bool, check: bool, report: bool, sys_root: str, proc_root: s
 
     if check and not as_json:
         output.info("running a paddle check in a child process ...")
-    facts = doctor_mod.collect(sys_root=sys_root, proc_root=proc_root, check=check, check_timeout=check_timeout)
+    facts = doctor_mod.collect(sys_root=sys_root, proc_root=proc_root, check=check, check_timeout=check_timeout,
+                                ppdet=ppdet)
     if as_json:
         output.echo(json.dumps(facts, indent=2, sort_keys=False))
     elif report:

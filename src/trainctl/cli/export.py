@@ -5,14 +5,20 @@ from __future__ import annotations
 import click
 
 from trainctl import output
+from trainctl.cli.train import PPDET_HELP
 
 
 @click.command("export", context_settings={"max_content_width": 100})
 @click.option("-c", "--config", required=True, help="Config file, or the name of a bundled config.")
 @click.option("--weights", metavar="W", help="Weights to export (default: the config's `weights`).")
 @click.option("--output", "output_dir", metavar="DIR", help="Directory for the model (default output_inference/<config name>).")
-@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
-def export(config, weights, output_dir, overrides) -> None:
+@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value (repeatable; `-o a=1 b=2` as in train).")
+@click.option("--device", default="cpu", show_default=True, metavar="DEV",
+              help="Where the weights are loaded for tracing: cpu, gpu, gpu:N, xpu[:N], npu[:N].")
+@click.option("--ppdet", metavar="DIR", help=PPDET_HELP)
+@click.argument("extra_overrides", nargs=-1, metavar="")
+def export(config, weights, output_dir, overrides, extra_overrides, device, ppdet) -> None:
     """Export trained weights for deployment with Paddle Inference.
 
     Works with paddle 3.x out of the box (see docs/deploy.md for the shim).
@@ -26,7 +32,9 @@ def export(config, weights, output_dir, overrides) -> None:
     from trainctl.runner.compat import export_env
 
     export_env()  # must precede the first `import paddle` in this process
+    from trainctl.cli.train import ppdet_style_overrides
     from trainctl.runner.export import run_export
 
-    result = run_export(config, list(overrides), weights, output_dir)
+    result = run_export(config, ppdet_style_overrides(overrides, extra_overrides), weights, output_dir, device,
+                        ppdet=ppdet)
     output.echo(f"exported {result['weights']} to {result['output']} ({', '.join(result['files'])})")

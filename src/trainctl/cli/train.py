@@ -10,6 +10,8 @@ import click
 from trainctl.cli.multihost import cluster_options  # multi-host: --hostfile/--hosts, Slurm (docs/cluster.md)
 
 DRY_RUN_HELP = "Print the launch plan (--dry-run) or its JSON (--dry-run=json) and start nothing."
+PPDET_HELP = ("PaddleDetection checkout whose ppdet to use (default: $TRAINCTL_PPDET, else the checkout containing "
+              "the current directory, else the installed paddledet).")
 
 
 def launch_options(func):
@@ -38,6 +40,7 @@ def launch_options(func):
         click.option("--gdr-level", default="PHB", show_default=True, help="NCCL_NET_GDR_LEVEL for --net gpudirect."),
         click.option("--nccl-debug", is_flag=True, help="NCCL_DEBUG=INFO, NCCL_DEBUG_SUBSYS=INIT,NET (shows the transport)."),
         click.option("--env", "env", multiple=True, metavar="KEY=VAL", help="Set a worker environment variable (wins)."),
+        click.option("--ppdet", metavar="DIR", help=PPDET_HELP),
         click.option("--dry-run", type=click.Choice(["text", "json"]), is_flag=False, flag_value="text",
                      default=None, help=DRY_RUN_HELP),
     ]
@@ -79,8 +82,21 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
         ips=kwargs["ips"], net=kwargs["net"], ifname=kwargs["ifname"], hca=kwargs["hca"],
         gid_index=kwargs["gid_index"], gdr_level=kwargs["gdr_level"], nccl_debug=kwargs["nccl_debug"],
         env=tuple(kwargs["env"]), lr_scale=lr_scale, ref_gpus=ref_gpus,
-        keep_env=tuple(kwargs.get("keep_env", ())), placement=kwargs.get("placement"),
+        keep_env=tuple(kwargs.get("keep_env", ())), placement=kwargs.get("placement"), ppdet=kwargs.get("ppdet"),
     )
+
+
+def _duration(text: str | None) -> float | None:
+    """--hang-timeout: '90s', '30m', '2h', seconds, or 0/off."""
+    if text is None:
+        return None
+    from trainctl.errors import UserError
+    from trainctl.launch.progress import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise UserError(f"--hang-timeout {text!r} is not a duration", hint="use e.g. 90s, 30m, 2h, or 0 to turn it off") from None
 
 
 def train_options(output_help: str = "Run directory (default output/<config name>).",
@@ -109,6 +125,15 @@ def train_options(output_help: str = "Run directory (default output/<config name
         click.option("--ref-gpus", type=int, metavar="N",
                      help="GPUs the config's LR is tuned for (default: config key trainctl.ref_gpus, else 8)."),
         click.option("--seed", type=click.IntRange(min=0), metavar="S", help=seed_help),
+        click.option("--max-restarts", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+                     help="When a worker or node fails or hangs, stop every worker and start the job again from the "
+                          "newest complete checkpoint, up to N times (backoff 0.5 s, 1 s, 2 s, ... 60 s); see docs/reliability.md."),
+        click.option("--hang-timeout", metavar="DURATION",
+                     help="Stop (or restart) the job when no rank completes an iteration for this long, e.g. 90s, 30m; "
+                          "every worker's stack goes into its log. Default: 30m with several workers, off for one; 0 = off."),
+        click.option("--save-interval-iters", type=click.IntRange(min=1), metavar="K",
+                     help="Also write a complete checkpoint every K iterations (iter<G>); a resume continues at that "
+                          "iteration (data order, LR, epoch). --keep covers them."),
     ]
 
     def decorate(func):
@@ -119,7 +144,7 @@ def train_options(output_help: str = "Run directory (default output/<config name
 
 
 TRAIN_FLAGS = ("eval_during_train", "resume", "weights", "amp", "output", "no_pretrained", "sample_data",
-               "no_data_check", "vdl", "keep_checkpoints", "seed")
+               "no_data_check", "vdl", "keep_checkpoints", "seed", "max_restarts", "hang_timeout", "save_interval_iters")
 
 
 def task_options(config, overrides, kwargs: dict):
@@ -127,6 +152,8 @@ def task_options(config, overrides, kwargs: dict):
     from trainctl.launch import flow
 
     values = {name: kwargs.pop(name) for name in TRAIN_FLAGS if name in kwargs}
+    if "hang_timeout" in values:
+        values["hang_timeout"] = _duration(values["hang_timeout"])
     return flow.TaskOptions(config=config, overrides=list(overrides), dry_run=kwargs.pop("dry_run"), **values)
 
 
@@ -144,6 +171,7 @@ def train(config, overrides, extra_overrides, lr_scale, ref_gpus, **launch_kwarg
       trainctl train -c roadsign.yml --gpus 0,1                        # 2 GPUs, LR scaled 2/8
       trainctl train -c roadsign.yml --gpus 0,1 --dry-run             # print the plan only
       trainctl train -c roadsign_cpu_smoke.yml --nproc 2               # 2 CPU processes (gloo)
+      trainctl train -c roadsign.yml --gpus 0,1 --max-restarts 3 --save-interval-iters 500
     \b
     Several nodes (the same command on each, with its own --node-rank):
       trainctl train -c roadsign.yml --gpus 0,1,2,3 --nnodes 2 --node-rank 0 \\

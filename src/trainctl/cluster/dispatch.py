@@ -39,7 +39,8 @@ from trainctl.cluster.ssh import (
 # set per host by the fan-out
 NODE_PARAMS = ("nnodes", "node_rank", "host", "ips", "master")
 DEVICE_PARAMS = ("gpus", "nproc")
-NOT_FORWARDED = set(CLUSTER_PARAMS) | set(NODE_PARAMS) | {"dry_run"}
+# max_restarts: the fan-out controller restarts every host itself (ssh.run_fanout)
+NOT_FORWARDED = set(CLUSTER_PARAMS) | set(NODE_PARAMS) | {"dry_run", "max_restarts"}
 
 
 # ------------------------------------------------------------------ fan-out
@@ -95,7 +96,7 @@ def _hosts(copts: ClusterOptions) -> list[HostSpec]:
     return parse_hosts_arg(copts.hosts or "")
 
 
-FORWARDED_ENV_PREFIXES = ("NCCL_", "GLOO_")
+FORWARDED_ENV_PREFIXES = ("NCCL_", "GLOO_", "TRAINCTL_PPDET")  # the ppdet rule is the same on every host
 
 
 def forwarded_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -236,8 +237,8 @@ def run_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train")
         if not _given(ctx, "master"):
             port = DEFAULT_MASTER_PORT if copts.master_port is None else copts.master_port
         preflight.preflight(plan, config=params.get("config"), overrides=list(params.get("overrides") or ()),
-                            tasks=tasks, port=port)
-    run_fanout(plan)
+                            tasks=tasks, port=port, ppdet=params.get("ppdet") or os.environ.get("TRAINCTL_PPDET"))
+    run_fanout(plan, max_restarts=params.get("max_restarts") or 0)
 
 
 # ------------------------------------------------------------------ Slurm

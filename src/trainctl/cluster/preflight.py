@@ -11,6 +11,9 @@ never imports paddle):
 - config and data: the config resolves there (with the -o overrides) and the datasets
   the job reads exist, relative to the remote working directory (trainctl's quick
   dataset check, as each node would run it);
+- ppdet: the ppdet each host's workers would import (launch/ppdet_source.py's rule, applied
+  in the remote working directory with the forwarded --ppdet), its modules installed; the
+  same kind, version and commit on every host;
 - port: on the master host, the master port can be bound.
 
 One table; any problem names the host and what is wrong. Unreachable hosts are a
@@ -65,6 +68,20 @@ if args.get("config"):
         out["data_problems"] = problems
     except Exception as exc:
         out["config_error"] = one_line(exc)
+try:
+    from trainctl.launch import ppdet_source
+    src = ppdet_source.choose(args.get("ppdet"))
+    out["ppdet"] = src.identity
+    out["ppdet_description"] = src.describe()
+    if src.kind == "missing":
+        out["ppdet_error"] = src.describe()
+    else:
+        missing = ppdet_source.missing_modules(src)
+        if missing:
+            out["ppdet_error"] = "ppdet cannot be imported, missing %s (%s)" % (
+                ", ".join(missing), ppdet_source.install_command(src, missing))
+except Exception as exc:
+    out["ppdet_error"] = one_line(exc)
 if args.get("port"):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -110,8 +127,9 @@ class HostCheck:
 
 
 def probe_payload(node_rank: int, *, config: str | None, overrides: list[str], tasks: list[str],
-                  port: int | None) -> dict:
+                  port: int | None, ppdet: str | None = None) -> dict:
     return {
+        "ppdet": ppdet,
         "packages": {k: list(v) for k, v in PACKAGES.items()},
         "config": config,
         "overrides": list(overrides),
@@ -172,6 +190,10 @@ def evaluate(results: list[ProbeResult], local: dict[str, str | None], port: int
             c[name] = version or "missing"
             if version is None:
                 check.problems.append(f"{name} is not installed for {r.data['python']}")
+        if "ppdet" in r.data or "ppdet_error" in r.data:
+            c["ppdet"] = r.data.get("ppdet") or "FAIL"
+            if r.data.get("ppdet_error"):
+                check.problems.append(r.data["ppdet_error"])
         if "config_error" in r.data:
             c["config/data"] = "FAIL"
             check.problems.append(r.data["config_error"])
@@ -188,8 +210,8 @@ def evaluate(results: list[ProbeResult], local: dict[str, str | None], port: int
                 check.problems.append(f"master port {port} is in use ({r.data.get('port_error', '')})")
     # versions must agree: trainctl with the machine typing the command, all three across hosts
     ran = [ch for ch, r in zip(checks, results) if r.data is not None]
-    for name in PACKAGES:
-        seen = {ch.cells.get(name) for ch in ran if ch.cells.get(name) not in (None, "missing")}
+    for name in (*PACKAGES, "ppdet"):
+        seen = {ch.cells.get(name) for ch in ran if ch.cells.get(name) not in (None, "missing", "FAIL")}
         reference = local.get(name) if name == "trainctl" else None
         if reference is None and len(seen) > 1:
             # the most common version is the reference; the others are named as different
@@ -199,7 +221,7 @@ def evaluate(results: list[ProbeResult], local: dict[str, str | None], port: int
             continue
         for ch in ran:
             value = ch.cells.get(name)
-            if value not in (None, "missing") and value != reference:
+            if value not in (None, "missing", "FAIL") and value != reference:
                 where = "this machine" if name == "trainctl" else "the other hosts"
                 ch.problems.append(f"{name} {value} differs from {reference} on {where}")
     for ch in checks:
@@ -229,7 +251,7 @@ def run_probes(plan: FanoutPlan, payloads: list[dict], timeout: float = 60.0) ->
     return [r for r in results if r is not None]
 
 
-COLUMNS = ["ssh", "trainctl", "paddle", "paddledet", "config/data", "port", "result"]
+COLUMNS = ["ssh", "trainctl", "paddle", "paddledet", "ppdet", "config/data", "port", "result"]
 
 
 def format_table(checks: list[HostCheck]) -> str:
@@ -249,9 +271,10 @@ def raise_for(checks: list[HostCheck]) -> None:
 
 
 def preflight(plan: FanoutPlan, *, config: str | None, overrides: list[str], tasks: list[str],
-              port: int | None, timeout: float = 60.0) -> list[HostCheck]:
+              port: int | None, timeout: float = 60.0, ppdet: str | None = None) -> list[HostCheck]:
     """Probe every host, print one table, raise when any host has a problem."""
-    payloads = [probe_payload(n.rank, config=config, overrides=overrides, tasks=tasks, port=port) for n in plan.nodes]
+    payloads = [probe_payload(n.rank, config=config, overrides=overrides, tasks=tasks, port=port, ppdet=ppdet)
+                for n in plan.nodes]
     output.info(f"preflight: checking {len(plan.nodes)} hosts")
     checks = evaluate(run_probes(plan, payloads, timeout), local_versions(), port)
     table = format_table(checks)

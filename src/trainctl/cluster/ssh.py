@@ -429,10 +429,58 @@ class FanOut:
         return f"host {first.node.label} {what}{tail}"
 
 
-def run_fanout(plan: FanoutPlan) -> None:
-    """Run the plan and report per-host outcomes (RuntimeFailure on any failure)."""
-    output.info(f"starting {len(plan.nodes)} hosts, master {plan.master}")
-    results = FanOut(plan).run()
+def with_resume_auto(plan: FanoutPlan) -> FanoutPlan:
+    """The same plan with every host's command resuming from the newest complete checkpoint
+    (`--resume auto` replaces a `--resume`/`-r` the user gave)."""
+    import dataclasses
+
+    nodes = []
+    for node in plan.nodes:
+        argv, words, skip = [], list(node.argv), False
+        for word in words:
+            if skip:
+                skip = False
+                continue
+            if word in ("--resume", "-r"):
+                skip = True
+                continue
+            if word.startswith("--resume="):
+                continue
+            argv.append(word)
+        nodes.append(dataclasses.replace(node, argv=tuple(argv + ["--resume", "auto"])))
+    return dataclasses.replace(plan, nodes=tuple(nodes))
+
+
+def run_fanout(plan: FanoutPlan, max_restarts: int = 0, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Run the plan and report per-host outcomes (RuntimeFailure on any failure).
+
+    --max-restarts N: when a host fails, every host is stopped (FanOut), and after a
+    backoff the controller starts every host again with `--resume auto`, up to N times.
+    The hosts themselves run without --max-restarts, so one party decides.
+    """
+    from trainctl.launch.flow import backoff_seconds
+
+    attempt = 0
+    while True:
+        output.info(f"starting {len(plan.nodes)} hosts, master {plan.master}"
+                    + (f" (attempt {attempt + 1} of {max_restarts + 1})" if max_restarts else ""))
+        try:
+            results = FanOut(plan).run()
+            break
+        except UserError:
+            raise  # bad input fails the same way again
+        except RuntimeFailure as exc:
+            if attempt >= max_restarts:
+                if attempt:
+                    raise RuntimeFailure(f"after {attempt} restart{'s' if attempt > 1 else ''} "
+                                         f"(--max-restarts {max_restarts}), the last attempt failed: {exc.message}",
+                                         hint=exc.hint) from None
+                raise
+            attempt += 1
+            wait = backoff_seconds(attempt)
+            output.warn(f"attempt {attempt} of {max_restarts + 1} failed: {exc.message}; restarting every host "
+                        f"in {wait:g}s from the newest complete checkpoint (--resume auto)")
+            sleep(wait)
+            plan = with_resume_auto(plan)
     rows = [[r.node.label, r.node.addr, str(r.returncode)] for r in results]
     output.info(output.table(rows, headers=["host", "address", "exit"]))
-

@@ -62,7 +62,7 @@ def type_name(value: Any) -> str | None:
 
 # trainctl's own section of a config (ppdet ignores it): key -> type name
 TRAINCTL_SECTION = "trainctl"
-TRAINCTL_KEYS = {"ref_gpus": "int"}
+TRAINCTL_KEYS = {"ref_gpus": "int", "max_iters": "int"}
 
 
 def top_level_keys() -> set[str]:

@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainctl.launch import envutil
+from trainctl.launch import envutil, progress
 from trainctl.launch.plan import NodePlan, Plan
 
 RUN_ID_VAR = "TRAINCTL_RUN_ID"
@@ -39,6 +39,8 @@ GRACE_SECONDS = 20.0
 TAIL_LINES = 30
 _FAILED_RE = re.compile(r"Container rank (\d+) status (\w+) cmd .*? code (-?\d+) log (\S+)")
 PR_SET_CHILD_SUBREAPER = 36
+_CAUSE_WORDS = ("Error", "error", "Exception", "Aborted", "Killed", "Signal", "signal", "Timeout", "timed out",
+                "terminate called")
 
 
 @dataclass
@@ -54,13 +56,25 @@ class ExecResult:
     leftovers_killed: list[int] = field(default_factory=list)
     worker_error: str | None = None  # the failed worker's own `trainctl: error:` line, without the prefix
     note: str | None = None
+    hang: str | None = None  # set when --hang-timeout stopped the job: what was found
 
     def failure_dict(self) -> dict | None:
         if self.status == "done":
             return None
         return {"rank": self.failed_rank, "local_rank": self.failed_local_rank, "code": self.failed_code,
-                "log": self.failed_log, "signal": self.signal, "note": self.note,
-                "tail": self.log_tail[-TAIL_LINES:]}
+                "log": self.failed_log, "signal": self.signal, "note": self.note, "hang": self.hang,
+                "cause": self.cause_line(), "tail": self.log_tail[-TAIL_LINES:]}
+
+    def cause_line(self) -> str | None:
+        """The line of the failed worker's log that says why: its own error line, else the last
+        line that looks like an error (a Python exception, a signal, gloo's abort), else None."""
+        if self.worker_error:
+            return self.worker_error
+        for line in reversed(self.log_tail):
+            text = line.strip()
+            if text and any(word in text for word in _CAUSE_WORDS):
+                return text[:300]
+        return None
 
 
 def _become_subreaper() -> None:
@@ -209,6 +223,19 @@ def _parent_pid(entry: Path) -> int | None:
         return None
 
 
+def zombie_exit_code(pid: int, proc_root: str = "/proc") -> int | None:
+    """How a child of another process ended, while it is a zombie not yet reaped: the exit code,
+    or -signal (Linux /proc/<pid>/stat field 52, exit_code in waitpid form)."""
+    try:
+        fields = (Path(proc_root) / str(pid) / "stat").read_text().rsplit(")", 1)[-1].split()
+        if fields[0] != "Z":
+            return None
+        status = int(fields[49])
+    except (OSError, IndexError, ValueError):
+        return None
+    return -(status & 0x7F) if status & 0x7F else (status >> 8) & 0xFF
+
+
 class _WorkerWatch(threading.Thread):
     """Notes the order in which this node's workers exit.
 
@@ -227,6 +254,8 @@ class _WorkerWatch(threading.Thread):
         self.expected, self.interval = expected, interval
         self.pids: dict[int, int] = {}  # local rank -> pid
         self.exits: list[tuple[float, int]] = []  # (monotonic time, local rank), in order
+        self.states_at_first_exit: dict[int, str | None] = {}  # the others' /proc state then (T: stopped)
+        self.exit_codes: dict[int, int] = {}  # read from a worker's zombie before the launcher reaps it
         self._halt = threading.Event()
 
     def _scan(self) -> None:
@@ -272,6 +301,12 @@ class _WorkerWatch(threading.Thread):
                 if rank not in done and self._gone(pid):
                     done.add(rank)
                     self.exits.append((now, rank))
+                    code = zombie_exit_code(pid)
+                    if code is not None:
+                        self.exit_codes[rank] = code
+            if self.exits and not self.states_at_first_exit:
+                self.states_at_first_exit = {rank: progress.proc_state(pid)[0] for rank, pid in self.pids.items()
+                                             if rank not in done}
             self._halt.wait(self.interval)
 
     def stop(self) -> None:
@@ -286,6 +321,96 @@ class _WorkerWatch(threading.Thread):
         tied = [rank for t, rank in self.exits if t == first_time]
         preferred = [rank for rank in tied if reported and rank in reported]
         return min(preferred) if preferred else tied[0]
+
+
+class _HangWatch:
+    """--hang-timeout: reads this node's heartbeat files; on a hang, dumps every worker's stack
+    into its log (SIGUSR1, faulthandler in the worker) and says who stopped first."""
+
+    def __init__(self, run_root: Path, log_dir: Path, first_rank: int, nproc: int, timeout: float, direct: bool,
+                 shown_dir: str = "logs"):
+        self.run_root, self.log_dir, self.timeout, self.direct = run_root, log_dir, timeout, direct
+        self.shown_dir = shown_dir  # the log directory as the user gave it (relative to the working directory)
+        self.ranks = {first_rank + local: local for local in range(nproc)}  # global -> local
+        self.next_check = 0.0
+        self.culprits: list[int] = []  # after diagnose: the ranks that stopped first
+
+    def log_path(self, local: int) -> Path:
+        return self.log_dir / f"workerlog.{local}"
+
+    def records(self) -> dict[int, dict | None]:
+        return {rank: progress.read_heartbeat(self.run_root, rank) for rank in self.ranks}
+
+    def check(self, pids: dict[int, int]) -> str | None:
+        """None while the job progresses; the hang's description once it is hung (stacks dumped)."""
+        now = time.monotonic()
+        if now < self.next_check:
+            return None
+        self.next_check = now + 1.0
+        records = self.records()
+        if not progress.stalled(records, time.time(), self.timeout):
+            return None
+        return self.diagnose(records, pids)
+
+    def diagnose(self, records: dict[int, dict | None], pids: dict[int, int], wait: float = 5.0) -> str:
+        by_rank = {rank: pids.get(local) for rank, local in self.ranks.items()}
+        states = {rank: progress.proc_state(pid)[0] if pid else None for rank, pid in by_rank.items()}
+        sizes = {rank: self._size(self.log_path(self.ranks[rank])) for rank in self.ranks}
+        signalled = []
+        for rank, pid in by_rank.items():
+            if pid and states[rank] not in (None, "T", "t", "Z"):
+                try:
+                    os.kill(pid, signal.SIGUSR1)
+                    signalled.append(rank)
+                except ProcessLookupError:
+                    pass
+        dumps: dict[int, str] = {}
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and len(dumps) < len(signalled):
+            time.sleep(0.2)
+            for rank in signalled:
+                text = self._read_from(self.log_path(self.ranks[rank]), sizes[rank])
+                if "most recent call first" in text:
+                    time.sleep(0.3)  # let faulthandler finish writing every thread
+                    dumps[rank] = self._read_from(self.log_path(self.ranks[rank]), sizes[rank])
+        answered = {rank: rank in dumps for rank in signalled}
+        ranks = sorted(self.ranks)
+        culprits, why = progress.stopped_first(ranks, records, states, answered)
+        self.culprits = culprits
+        last = max((float(r["time"]) for r in records.values() if r), default=time.time())
+        parts = [f"no rank completed an iteration for {time.time() - last:.0f}s "
+                 f"(--hang-timeout {progress.format_duration(self.timeout)})"]
+        for rank in culprits:
+            parts.append(f"rank {rank} stopped first: {why[rank]}; {progress.describe_record(records.get(rank))}")
+        for rank in ranks:
+            if rank in culprits:
+                continue
+            frame = progress.innermost_frame(dumps.get(rank, ""))
+            log = Path(self.shown_dir) / f"workerlog.{self.ranks[rank]}"
+            if frame:
+                parts.append(f"rank {rank} is blocked in {frame} (stack in {log})")
+            elif states.get(rank) is None:
+                parts.append(f"rank {rank} has exited")
+        if not culprits:
+            parts.append("no rank on this node stands out: a rank on another node may have stopped, "
+                         "or every rank waits in the same place (see the stacks)")
+        return "; ".join(parts)
+
+    @staticmethod
+    def _size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 0
+
+    @staticmethod
+    def _read_from(path: Path, offset: int) -> str:
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return f.read(256 * 1024).decode("utf-8", "replace")
+        except OSError:
+            return ""
 
 
 class _Pump(threading.Thread):
@@ -339,8 +464,11 @@ class _Pump(threading.Thread):
 
 
 def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] | None = None,
-             grace: float = GRACE_SECONDS, sink=None) -> ExecResult:
-    """Start this node's command, stream its output, wait, clean up; never leaves workers behind."""
+             grace: float = GRACE_SECONDS, sink=None, hang_timeout: float = 0.0) -> ExecResult:
+    """Start this node's command, stream its output, wait, clean up; never leaves workers behind.
+
+    hang_timeout (seconds, 0 = off): stop the job when no rank of this node completed an
+    iteration for that long (launch/progress.py), after dumping every worker's stack."""
     node = node or plan.local_node
     run_id = uuid.uuid4().hex
     env = envutil.clean_environ(dict(os.environ if environ is None else environ), node.unset)
@@ -384,6 +512,12 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
     if not direct:
         watch = _WorkerWatch(run_id, plan.device.nproc_per_node, parent=child.pid)
         watch.start()
+    nproc = 1 if direct else plan.device.nproc_per_node
+    run_root = Path(node.cwd) / plan.run_dir
+    progress.clear_heartbeats(run_root, range(plan.node_rank * nproc, (plan.node_rank + 1) * nproc))
+    hang_watch = _HangWatch(run_root, log_dir, plan.node_rank * nproc, nproc, hang_timeout, direct,
+                            node.log_dir) if hang_timeout else None
+    hang = None
     try:
         while True:
             try:
@@ -391,6 +525,15 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
                 break
             except subprocess.TimeoutExpired:
                 pass
+            if hang_watch is not None and hang is None and not received:
+                pids = {0: child.pid} if direct else dict(watch.pids)
+                hang = hang_watch.check(pids)
+                if hang:
+                    for pid in processes_with_marker(run_id):  # stacks are in the logs: stop everything now
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
             if received and grace is not None:
                 # first signal forwarded; give the child `grace` seconds, then kill the group
                 start = time.monotonic()
@@ -414,6 +557,8 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
         scrub_secrets(log_dir, secrets)
 
     result = ExecResult(exit_code=code, status="done" if code == 0 else "failed", leftovers_killed=killed)
+    if hang:
+        return _hang_result(result, hang, hang_watch, node)
     if received:
         result.status, result.signal = "interrupted", received[0]
         result.exit_code = 128 + received[0]
@@ -432,9 +577,17 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
         local = first  # the worker that stopped first is the cause; the others followed it
     elif reported:
         local = min(reported)
+    culprit = _stopped_peer(watch, plan, run_root, first) if first is not None else None
+    if culprit is not None:
+        local, why = culprit
+        victim = f"local rank {first}" + (f" (code {reported[first]})" if first in reported else "")
+        result.note = f"{why}; {victim} then failed waiting for it"
+        reported = {k: v for k, v in reported.items() if k == local}
     if local is not None:
         result.failed_local_rank = local
         result.failed_code = reported.get(local)
+        if result.failed_code is None and watch is not None and culprit is None:
+            result.failed_code = watch.exit_codes.get(local)  # the launcher reported another rank
         result.failed_rank = plan.node_rank * plan.device.nproc_per_node + local
         result.failed_log = str(Path(node.log_dir) / f"workerlog.{local}")
         result.log_tail = _tail(log_dir / f"workerlog.{local}")
@@ -447,10 +600,43 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
     return result
 
 
+def _stopped_peer(watch, plan: Plan, run_root: Path, first: int) -> tuple[int, str] | None:
+    """(local rank, why) of a worker that had stopped or fallen behind when `first` exited:
+    then `first` is a victim (gloo aborts the ranks waiting for a stopped one after ~30 s)."""
+    if watch is None or not watch.states_at_first_exit:
+        return None
+    nproc = plan.device.nproc_per_node
+    base = plan.node_rank * nproc
+    locals_ = sorted(set(watch.states_at_first_exit) | {first})
+    records = {base + local: progress.read_heartbeat(run_root, base + local) for local in locals_}
+    states = {base + local: watch.states_at_first_exit.get(local, "Z") for local in locals_}
+    culprits, why = progress.stopped_first([base + local for local in locals_], records, states, by_iteration=False)
+    culprits = [rank for rank in culprits if rank != base + first and rank - base in watch.states_at_first_exit]
+    if not culprits:
+        return None
+    rank = culprits[0]
+    return rank - base, f"it stopped first: {why[rank]}; {progress.describe_record(records[rank])}"
+
+
+def _hang_result(result: ExecResult, hang: str, hang_watch: "_HangWatch", node: NodePlan) -> ExecResult:
+    """A hang is a failure of the rank that stopped first (else the lowest rank of this node)."""
+    rank = (hang_watch.culprits or [min(hang_watch.ranks)])[0]
+    local = hang_watch.ranks[rank]
+    result.status, result.exit_code = "failed", 1
+    result.failed_rank, result.failed_local_rank, result.failed_code = rank, local, None
+    result.failed_log = str(Path(node.log_dir) / f"workerlog.{local}")
+    result.log_tail = _tail(hang_watch.log_path(local))
+    result.hang = hang
+    result.note = "hang: " + hang
+    return result
+
+
 def describe_failure(result: ExecResult, plan: Plan) -> str:
     if result.status == "interrupted":
         name = signal.Signals(result.signal).name if result.signal else "a signal"
         return f"interrupted by {name}; all workers stopped"
+    if result.hang:
+        return f"the job hung and was stopped: {result.hang}"
     if result.failed_rank is None:
         if plan.nnodes > 1:
             return (f"the launcher exited with code {result.exit_code} and no local worker failed: "

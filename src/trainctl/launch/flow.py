@@ -34,6 +34,9 @@ class TaskOptions:
     vdl: bool = False
     keep_checkpoints: int | None = None  # train --keep N
     seed: int | None = None  # train --seed S: rank r seeds python, numpy and paddle with S + r
+    max_restarts: int = 0  # train --max-restarts N: restart the whole job from the newest checkpoint
+    hang_timeout: float | None = None  # seconds; None: the default (progress.DEFAULT_HANG_TIMEOUT if world size > 1)
+    save_interval_iters: int | None = None  # train --save-interval-iters K
     dry_run: str | None = None  # None, "text" or "json"
     classwise: bool = False  # eval --classwise: per-class AP and PR curves
 
@@ -73,8 +76,16 @@ def prepare(task: str, topts: TaskOptions, lopts: LaunchOptions, ctx: PlanContex
         if topts.no_pretrained and rc.get("pretrain_weights"):
             rc.set("pretrain_weights", "", source="--no-pretrained")
 
+    check_ppdet(plan, dry)  # first: nothing else (a download, a data check) before we know ppdet imports
     _checks(task, rc, topts, plan, dry)
     return rc, plan
+
+
+def check_ppdet(plan: Plan, dry: bool) -> None:
+    """Before any worker starts: the chosen ppdet imports (its third-party modules are installed)."""
+    from trainctl.launch import ppdet_source
+
+    _check(dry, plan, ppdet_source.check_importable, plan.ppdet)
 
 
 def _check_epoch(rc) -> None:
@@ -144,16 +155,34 @@ def _checks(task: str, rc, topts: TaskOptions, plan: Plan, dry: bool) -> None:
         _check(dry, plan, weightmod.resolve_weights, topts.resume, "resume")
 
 
-def _print_dry_run(plan: Plan, rc, fmt: str) -> None:
+def _reliability(task: str, topts: TaskOptions, plan: Plan) -> dict:
+    """What a train run does on failure and hangs (shown by --dry-run, recorded in run.json)."""
+    if task != "train":
+        return {}
+    return {"max_restarts": topts.max_restarts, "hang_timeout_s": effective_hang_timeout(topts, plan) or None,
+            "save_interval_iters": topts.save_interval_iters, "seed": topts.seed}
+
+
+def _print_dry_run(plan: Plan, rc, fmt: str, reliability: dict) -> None:
     if fmt == "json":
         import json  # only for --dry-run=json
 
         data = plan.to_dict(mask=True)
         data["config"] = str(rc.path)
         data["overrides"] = list(rc.overrides)
+        data.update(reliability)
         output.echo(json.dumps(data, indent=2, default=str))
     else:
         output.echo(format_plan(plan, dry_run=True))
+        if reliability:
+            from trainctl.launch.progress import format_duration
+
+            hang = reliability["hang_timeout_s"]
+            every = reliability["save_interval_iters"]
+            output.echo(f"on failure: restart up to {reliability['max_restarts']} times (--max-restarts); "
+                        f"hang timeout {format_duration(hang) if hang else 'off'}; mid-epoch checkpoints "
+                        + (f"every {every} iterations" if every else "off")
+                        + (f"; seed {reliability['seed']}" if reliability["seed"] is not None else ""))
 
 
 def run(task: str, topts: TaskOptions, lopts: LaunchOptions, argv: list[str] | None = None,
@@ -161,9 +190,26 @@ def run(task: str, topts: TaskOptions, lopts: LaunchOptions, argv: list[str] | N
     """The whole flow; returns the exit code."""
     rc, plan = prepare(task, topts, lopts, ctx)
     if topts.dry_run is not None:
-        _print_dry_run(plan, rc, topts.dry_run)
+        _print_dry_run(plan, rc, topts.dry_run, _reliability(task, topts, plan))
         return 0
     return launch(task, rc, plan, topts, argv if argv is not None else sys.argv)
+
+
+RESTART_BACKOFF = (0.5, 60.0)  # seconds before restart n: first * 2**(n-1), at most the second
+
+
+def backoff_seconds(attempt: int) -> float:
+    """The wait before restart `attempt` (1, 2, ...): 0.5 s, 1 s, 2 s, ... up to 60 s."""
+    first, cap = RESTART_BACKOFF
+    return min(cap, first * 2 ** max(0, attempt - 1))
+
+
+def effective_hang_timeout(topts: TaskOptions, plan: Plan) -> float:
+    from trainctl.launch.progress import DEFAULT_HANG_TIMEOUT
+
+    if topts.hang_timeout is not None:
+        return topts.hang_timeout
+    return DEFAULT_HANG_TIMEOUT if plan.world_size > 1 else 0.0
 
 
 def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> int:
@@ -179,14 +225,23 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     run_dir = ensure_writable_dir(Path(node.cwd) / plan.run_dir, "--output")
     config_path = str(Path(plan.run_dir) / CONFIG_FILE)
     atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(rc.data))
-    Job(task=task, config=config_path, run_dir=plan.run_dir, device=plan.device.kind,
-        eval_during_train=topts.eval_during_train, resume=topts.resume, weights=topts.weights,
-        amp=topts.amp, vdl=topts.vdl, keep_checkpoints=topts.keep_checkpoints, seed=topts.seed,
-        progress=output.progress_mode(),
-        extra={"classwise": True} if topts.classwise else {}).save(run_dir / "job.json")
+    job = Job(task=task, config=config_path, run_dir=plan.run_dir, device=plan.device.kind,
+              eval_during_train=topts.eval_during_train, resume=topts.resume, weights=topts.weights,
+              amp=topts.amp, vdl=topts.vdl, keep_checkpoints=topts.keep_checkpoints, seed=topts.seed,
+              save_interval_iters=topts.save_interval_iters, ppdet=plan.ppdet.to_dict() if plan.ppdet else None,
+              progress=output.progress_mode(), extra={"classwise": True} if topts.classwise else {})
+    job.save(run_dir / "job.json")
+    hang_timeout = effective_hang_timeout(topts, plan) if task == "train" else 0.0
 
     record = RunRecord(run_dir, argv, plan.to_dict(mask=True),
-                       extra={"config": str(rc.path), "overrides": list(rc.overrides), "seed": topts.seed})
+                       extra={"config": str(rc.path), "overrides": list(rc.overrides),
+                              **_reliability(task, topts, plan), "seed": topts.seed,
+                              "ppdet": plan.ppdet.to_dict() if plan.ppdet else None, "attempts": []})
+    log_dir = Path(node.cwd) / node.log_dir
+    earlier = _earlier_attempts(record.path) if topts.resume == "auto" else []
+    if earlier:  # started again with --resume auto (a supervisor, a pod restart, the ssh controller)
+        _archive_logs(log_dir, earlier[-1]["attempt"], earlier[-1])
+        record.data["attempts"] = earlier
     record.start()
 
     for warning in plan.warnings:
@@ -198,30 +253,192 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     output.info(f"run dir {plan.run_dir}; {plan.device.describe()}, world size {plan.world_size}"
                 + (f", node {plan.node_rank} of {plan.nnodes}" if plan.nnodes > 1 else "")
                 + f", network {plan.net.name}")
+    if plan.ppdet is not None:
+        output.info(f"ppdet: {plan.ppdet.describe()}")
     output.info("$ " + node.shell_command(mask=True))
 
-    try:
-        result = executor.run_node(plan, node)
-    except BaseException as exc:
-        record.finish(1, "failed", {"error": str(exc)})
-        raise
+    result, attempt = _run_attempts(plan, node, job, record, topts.max_restarts, hang_timeout, len(earlier), run_dir)
+    if result is None:
+        return 130  # interrupted while waiting to restart
     record.finish(result.exit_code, result.status, result.failure_dict())
     if result.status == "done":
         return 0
-    message = executor.describe_failure(result, plan)
+    prefix = (f"after {attempt} restart{'s' if attempt > 1 else ''} (--max-restarts {topts.max_restarts}), "
+              "the last attempt failed: ") if attempt else ""
+    message = prefix + executor.describe_failure(result, plan)
     if result.status == "interrupted":
         output.error(message)
         return result.exit_code
-    if result.worker_error and (result.failed_code == 2 or (plan.launcher == "direct" and result.exit_code == 2)):
+    if _is_user_error(result, plan):
         # a user error the worker found (bad data, weights of another model): its one line, exit 2
         output.error(result.worker_error)
         return 2
     if result.worker_error and result.failed_code is not None and result.failed_code > 0:
         # the worker said why it failed (e.g. the disk is full): that line names the cause
         text = result.worker_error.removeprefix("worker failed: ")
-        raise RuntimeFailure(f"worker rank {result.failed_rank} failed: {text} (log: {result.failed_log})")
+        raise RuntimeFailure(f"{prefix}worker rank {result.failed_rank} failed: {text} (log: {result.failed_log})")
     if result.log_tail and plan.launcher != "direct":
         output.error(f"last lines of {result.failed_log or 'the launcher output'}:")
         for line in result.log_tail:
             output.echo("  | " + line, err=True)
     raise RuntimeFailure(message)
+
+
+def _run_attempts(plan: Plan, node, job, record, budget: int, hang_timeout: float, earlier: int, run_dir: Path):
+    """Run the job, and again from the newest complete checkpoint after each failure, up to
+    `budget` restarts; returns (the last attempt's result, restarts done), or (None, n) when
+    interrupted while waiting to restart. Each attempt is recorded in run.json."""
+    from trainctl.launch import executor
+
+    log_dir = Path(node.cwd) / node.log_dir
+    attempt = 0
+    while True:
+        entry = _attempt_start(record, earlier + attempt, job, run_dir)
+        try:
+            result = executor.run_node(plan, node, hang_timeout=hang_timeout)
+        except BaseException as exc:
+            _attempt_end(record, entry, None, plan, node)
+            record.finish(1, "failed", {"error": str(exc)})
+            raise
+        _attempt_end(record, entry, result, plan, node)
+        if not _should_restart(result, plan, attempt, budget):
+            return result, attempt
+        attempt += 1
+        wait = backoff_seconds(attempt)
+        output.warn(f"attempt {attempt} of {budget + 1} failed: {executor.describe_failure(result, plan)}")
+        _archive_logs(log_dir, entry["attempt"], entry)
+        _clear_progress(run_dir, plan)
+        record.write()
+        output.info(f"restarting the job in {wait:g}s from the newest complete checkpoint "
+                    f"(restart {attempt} of {budget}, --max-restarts)")
+        if _sleep_interruptibly(wait):
+            record.finish(130, "interrupted", {"note": "interrupted while waiting to restart"})
+            output.error("interrupted while waiting to restart; all workers stopped")
+            return None, attempt
+        job.resume, job.attempt = "auto", attempt
+        job.save(run_dir / "job.json")
+
+
+def _is_user_error(result, plan: Plan) -> bool:
+    """A user error the worker found (bad data, weights of another model): exit 2, never restarted."""
+    return bool(result.worker_error) and (result.failed_code == 2 or (plan.launcher == "direct" and result.exit_code == 2))
+
+
+def _earlier_attempts(path: Path) -> list[dict]:
+    """The attempts an earlier trainctl process recorded for this run directory (its last one
+    marked lost if that process died without writing how it ended)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    attempts = [a for a in data.get("attempts") or [] if isinstance(a, dict) and isinstance(a.get("attempt"), int)]
+    if attempts and "end_time" not in attempts[-1]:
+        attempts[-1].update(end_time=None, status="lost", note="the launcher ended without recording the end")
+    return attempts
+
+
+def _should_restart(result, plan: Plan, attempt: int, budget: int) -> bool:
+    """Restart a failed job (a crash, a lost peer, a hang) within the budget; never an interruption
+    (Ctrl-C, SIGTERM) or a user error (exit 2: bad data, wrong weights fail the same way again)."""
+    return result.status == "failed" and attempt < budget and not _is_user_error(result, plan)
+
+
+def _attempt_start(record, attempt: int, job, run_dir: Path) -> dict:
+    """Add attempt `attempt` (0 = the first) to run.json with the checkpoint it resumes from."""
+    from trainctl.runner.checkpoint import latest_checkpoint
+    from trainctl.runrecord import now
+
+    resumed = None
+    if job.resume == "auto":
+        found = latest_checkpoint(run_dir)
+        if found:
+            resumed = {"name": found["name"], "epoch": found["epoch"], "iter": found.get("iter", 0),
+                       "global_iter": found.get("global_iter")}
+    elif job.resume:
+        resumed = {"name": job.resume}
+    entry = {"attempt": attempt + 1, "start_time": now(), "resumed_from": resumed}
+    record.data.setdefault("attempts", []).append(entry)
+    record.data["restarts"] = len(record.data["attempts"]) - 1
+    record.write()
+    return entry
+
+
+def _attempt_end(record, entry: dict, result, plan: Plan, node) -> None:
+    """One attempt in run.json: start, end, how it ended, and for a failure the rank, host,
+    exit code or signal, the cause line of its log and the log's path."""
+    import socket
+
+    from trainctl.runrecord import now
+
+    entry["end_time"] = now()
+    if result is None:
+        entry["status"] = "failed"
+    else:
+        entry["status"], entry["exit_code"] = result.status, result.exit_code
+        if result.status != "done":
+            code = result.failed_code
+            entry["failure"] = {
+                "rank": result.failed_rank, "host": socket.gethostname(), "address": node.host, "node_rank": plan.node_rank,
+                "exit_code": code if code is not None and code >= 0 else None,
+                "signal": _signal_name(-code) if code is not None and code < 0 else None,
+                "hang": result.hang is not None, "cause": result.cause_line(), "note": result.note,
+                "log": result.failed_log,
+            }
+    record.write()
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _archive_logs(log_dir: Path, attempt: int, entry: dict) -> None:
+    """Move attempt N's logs (1 = the first) into logs/attempt<N>/ so the next one starts fresh logs."""
+    target = log_dir / f"attempt{attempt}"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in list(log_dir.iterdir()):
+        if path.is_file():
+            os.replace(path, target / path.name)
+    failure = entry.get("failure")
+    if failure and failure.get("log"):
+        log = Path(failure["log"])
+        failure["log"] = str(log.parent / target.name / log.name)
+
+
+def _clear_progress(run_dir: Path, plan: Plan) -> None:
+    """Drop this node's heartbeats: the next attempt's first one marks its first iteration."""
+    from trainctl.launch.progress import clear_heartbeats
+
+    per_node = plan.world_size // max(1, plan.nnodes)
+    clear_heartbeats(run_dir, range(plan.node_rank * per_node, (plan.node_rank + 1) * per_node))
+
+
+def _sleep_interruptibly(seconds: float) -> bool:
+    """Sleep; True when SIGINT/SIGTERM arrived meanwhile (the user stops the run between attempts)."""
+    import signal
+    import threading
+    import time
+
+    if threading.current_thread() is not threading.main_thread():
+        time.sleep(seconds)
+        return False
+    got: list[int] = []
+
+    def handler(signum, _frame):
+        got.append(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        deadline = time.monotonic() + seconds
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return bool(got)

@@ -51,6 +51,8 @@ EXPLAIN = {
     "NCCL_DEBUG_SUBSYS": "NCCL subsystems to log",
     "OMP_NUM_THREADS": "CPU threads per worker (several workers share this node)",
     "PYTHONUNBUFFERED": "worker output reaches the logs line by line",
+    "PYTHONSAFEPATH": "no working directory on sys.path: workers import the ppdet the plan names",
+    "PYTHONPATH": "the chosen PaddleDetection checkout first (its ppdet)",
 }
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from trainctl.errors import UserError
-from trainctl.launch import envutil, netpresets
+from trainctl.launch import envutil, netpresets, ppdet_source
 from trainctl.launch.devices import DeviceChoice, DeviceEnv, choose_devices
 from trainctl.launch.lr import LRReport
 
@@ -57,6 +57,7 @@ class LaunchOptions:
     env: tuple[str, ...] = ()
     lr_scale: str = "linear"
     ref_gpus: int | None = None
+    ppdet: str | None = None  # --ppdet DIR (see launch/ppdet_source.py for the rule)
     # set by a cluster engine that placed this node from its scheduler's environment (cluster/kubeflow.py):
     keep_env: tuple[str, ...] = ()  # stale-looking variables that are this run's input: not removed
     placement: dict | None = None  # {"kind", "title", "rows": [[key, text], ...], ...}: shown by --dry-run
@@ -134,6 +135,7 @@ class Plan:
     omp_rule: str | None = None
     warnings: list[str] = field(default_factory=list)
     config_name: str = ""
+    ppdet: ppdet_source.PpdetSource | None = None  # the ppdet every worker imports
     placement: dict | None = None  # how a cluster engine placed this node (LaunchOptions.placement)
 
     @property
@@ -155,6 +157,7 @@ class Plan:
             "master": self.master,
             "net": self.net.to_dict(),
             "omp_rule": self.omp_rule,
+            "ppdet": self.ppdet.to_dict() if self.ppdet else None,
             "lr": self.lr.to_dict() if self.lr else None,
             "warnings": list(self.warnings),
             "placement": self.placement,
@@ -363,6 +366,8 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
         index = device.ids[0] if device.ids else 0
         env["CUDA_VISIBLE_DEVICES"] = visible[index] if index < len(visible) else str(index)
     env.update(net.env)
+    ppdet = ppdet_source.choose(opts.ppdet, ctx.environ, ctx.cwd)
+    env.update(ppdet_source.worker_env(ppdet, ctx.environ))  # never a ppdet from the working directory
     unset = [name for name in envutil.stale_variables(ctx.environ) if name not in opts.keep_env]
     paddlejob = [name for name in envutil.PADDLEJOB_VARIABLES if name in unset]
     if paddlejob and opts.placement is None:  # (an engine that placed this node removed them on purpose)
@@ -412,7 +417,7 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
 
     return Plan(task=task, run_dir=run_dir, job_file=job_file, launcher=launcher, device=device,
                 nnodes=nnodes, node_rank=node_rank, world_size=world_size, master=master, net=net,
-                nodes=nodes, omp_rule=omp_rule, warnings=warnings, placement=opts.placement)
+                nodes=nodes, omp_rule=omp_rule, warnings=warnings, ppdet=ppdet, placement=opts.placement)
 
 
 def _fleetrun_path(python: str) -> str:
@@ -439,6 +444,8 @@ def format_plan(plan: Plan, dry_run: bool = True) -> str:
     ]
     if plan.master:
         rows.append(("master", plan.master))
+    if plan.ppdet is not None:
+        rows.append(("ppdet", plan.ppdet.describe()))
     rows.append(("network", f"{plan.net.name} ({plan.net.reason})"))
     width = max(len(k) for k, _ in rows)
     lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]

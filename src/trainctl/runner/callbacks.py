@@ -9,7 +9,7 @@ from __future__ import annotations
 import paddle.distributed as dist
 from ppdet.engine.callbacks import Callback, Checkpointer
 
-from trainctl.runner.checkpoint import record_eval, save_checkpoint
+from trainctl.runner.checkpoint import ITER_PREFIX, record_eval, save_checkpoint
 
 
 def _metric_results(trainer) -> dict:
@@ -43,12 +43,17 @@ class MetricRecorder(Callback):
 
 
 class AtomicCheckpointer(Callback):
-    """Save as ppdet's Checkpointer does (N, model_final, best_model), but atomically into run_dir."""
+    """Save as ppdet's Checkpointer does (N, model_final, best_model), but atomically into run_dir;
+    with every_iters K also `iter<G>` every K global iterations (a mid-epoch checkpoint)."""
 
-    def __init__(self, trainer, run_dir: str, keep: int | None = None):
+    def __init__(self, trainer, run_dir: str, keep: int | None = None, every_iters: int | None = None,
+                 resumed_at: int | None = None, heartbeat=None):
         super().__init__(trainer)
         self.run_dir = run_dir
         self.keep = keep
+        self.every_iters = every_iters
+        self.resumed_at = resumed_at  # the global iteration this run resumed at: already saved
+        self.heartbeat = heartbeat
         self.best = None
         self.weight = trainer.model.student_model if hasattr(trainer.model, "student_model") else trainer.model
 
@@ -60,6 +65,29 @@ class AtomicCheckpointer(Callback):
             save_checkpoint(self.run_dir, name, status["weight"], trainer.optimizer, epoch, ema_params=current, keep=self.keep)
         else:
             save_checkpoint(self.run_dir, name, current, trainer.optimizer, epoch, keep=self.keep)
+
+    def on_step_begin(self, status):
+        """A mid-epoch checkpoint once step_id (iterations done in this epoch) reaches a multiple of K.
+
+        Taken before the next step runs, so the weights, optimizer, LR step count and
+        EMA all hold exactly `done` iterations."""
+        if not self.every_iters or status.get("mode") != "train" or not _is_main():
+            return
+        from trainctl.runner.progress import global_iteration
+
+        done, step = global_iteration(status), int(status["step_id"])
+        if step == 0 or done % self.every_iters or done == self.resumed_at:
+            return
+        if self.heartbeat is not None:
+            self.heartbeat.beat(status, "save")
+        trainer = self.model
+        params = self.weight.state_dict()
+        # ModelEMA keeps its running average in the dict `state_dict`; ema.resume puts it back as is
+        ema = dict(trainer.ema.state_dict) if trainer.use_ema else None
+        save_checkpoint(self.run_dir, f"{ITER_PREFIX}{done}", params, trainer.optimizer, int(status["epoch_id"]),
+                        ema_params=ema, keep=self.keep, iteration=step, global_iter=done)
+        if self.heartbeat is not None:
+            self.heartbeat.beat(status, "train")
 
     def on_epoch_end(self, status):
         if not _is_main():
@@ -82,11 +110,21 @@ class AtomicCheckpointer(Callback):
             record_eval(self.run_dir, epoch_id + 1, results, best_name)
 
 
-def install_callbacks(trainer, job) -> None:
-    callbacks = trainer._compose_callback._callbacks
-    replaced = [AtomicCheckpointer(trainer, job.run_dir, job.keep_checkpoints) if isinstance(c, Checkpointer) else c for c in callbacks]
+def install_callbacks(trainer, job, rank: int = 0, resume_entry: dict | None = None) -> None:
+    """ppdet's callbacks with AtomicCheckpointer for its Checkpointer; DataOrder first (it shifts
+    step_id for the others on a mid-epoch resume), the Heartbeat last."""
     from trainctl.runner.monitor import install_monitors
+    from trainctl.runner.progress import DataOrder, Heartbeat
 
+    callbacks = trainer._compose_callback._callbacks
+    heartbeat = Heartbeat(trainer, job.run_dir, rank)
+    skip = int(resume_entry.get("iter", 0)) if resume_entry else 0
+    order = DataOrder(trainer, job.seed, rank, skip_epoch=int(resume_entry["epoch"]) if skip else None, skip=skip)
+    resumed_at = resume_entry.get("global_iter") if resume_entry else None
+    replaced = [order] + [AtomicCheckpointer(trainer, job.run_dir, job.keep_checkpoints, job.save_interval_iters,
+                                             resumed_at, heartbeat)
+                          if isinstance(c, Checkpointer) else c for c in callbacks]
     install_monitors(trainer, replaced, job.run_dir, job.vdl, getattr(job, "progress", "auto"))
+    replaced.append(heartbeat)
     callbacks[:] = replaced
     trainer._callbacks = replaced

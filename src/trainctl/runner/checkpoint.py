@@ -25,6 +25,7 @@ from trainctl.fsutil import _fsync_dir, atomic_target, atomic_write_text
 
 INDEX_FILE = "checkpoints.json"
 PARTS = (".pdparams", ".pdopt", ".pdema")
+ITER_PREFIX = "iter"  # mid-epoch checkpoints: iter<global iteration>
 
 
 def read_index(run_dir: str | os.PathLike) -> dict:
@@ -58,8 +59,28 @@ def is_complete(run_dir: str | os.PathLike, entry: dict) -> bool:
     return True
 
 
+def position(entry: dict) -> tuple:
+    """Where a checkpoint sits in training: (completed epochs, iterations into the next epoch, time).
+
+    An epoch checkpoint after epoch e (0-based) is (e + 1, 0); a mid-epoch one
+    (--save-interval-iters) taken k iterations into epoch e is (e, k).
+    """
+    return (entry["epoch"], entry.get("iter", 0), entry.get("time", 0))
+
+
+def is_rotated(entry: dict) -> bool:
+    """Numbered epoch checkpoints (`3`) and mid-epoch ones (`iter120`) fall under --keep."""
+    name = entry["name"]
+    return name.isdigit() or (name.startswith(ITER_PREFIX) and name[len(ITER_PREFIX):].isdigit())
+
+
+def find_entry(run_dir: str | os.PathLike, name: str) -> dict | None:
+    """The index entry of the checkpoint called `name` (a stem's file name), if listed."""
+    return next((e for e in read_index(run_dir)["checkpoints"] if e["name"] == name), None)
+
+
 def latest_checkpoint(run_dir: str | os.PathLike, need_optimizer: bool = True) -> dict | None:
-    """The newest complete checkpoint of a run (by epoch, then time), or None.
+    """The newest complete checkpoint of a run (by epoch, iteration, then time), or None.
 
     Only checkpoints listed in the index count; best_model is a copy of an
     epoch's weights and is never a resume point.
@@ -71,7 +92,7 @@ def latest_checkpoint(run_dir: str | os.PathLike, need_optimizer: bool = True) -
     ]
     if not candidates:
         return None
-    return max(candidates, key=lambda e: (e["epoch"], e.get("time", 0)))
+    return max(candidates, key=position)
 
 
 def checkpoint_stem(run_dir: str | os.PathLike, entry: dict) -> str:
@@ -95,17 +116,21 @@ def save_checkpoint(
     epoch: int = 0,
     ema_params: dict | None = None,
     keep: int | None = None,
+    iteration: int = 0,
+    global_iter: int | None = None,
 ) -> dict:
     """Write `<name>.pdparams` (+ `.pdopt`, `.pdema`) atomically and list them in the index.
 
     With ema_params, as ppdet does, the EMA weights go to .pdparams (they are
     what eval and export use) and the raw weights to .pdema.
-    `keep` deletes the oldest numbered (epoch) checkpoints beyond the newest N.
+    `keep` deletes the oldest numbered (epoch and mid-epoch) checkpoints beyond the newest N.
+    `epoch` is the number of completed epochs; `iteration` the iterations done in the
+    next one (a mid-epoch checkpoint), `global_iter` the iterations done in all.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return _save_checkpoint(run_dir, name, params, optimizer, epoch, ema_params, keep)
+        return _save_checkpoint(run_dir, name, params, optimizer, epoch, ema_params, keep, iteration, global_iter)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -119,7 +144,8 @@ def save_checkpoint(
             hint=f"{kept}; free space (or use --output on a bigger disk) and rerun with --resume auto") from None
 
 
-def _save_checkpoint(run_dir: Path, name: str, params: dict, optimizer, epoch: int, ema_params, keep) -> dict:
+def _save_checkpoint(run_dir: Path, name: str, params: dict, optimizer, epoch: int, ema_params, keep,
+                     iteration: int = 0, global_iter: int | None = None) -> dict:
     files: dict[str, int] = {}
     if ema_params is not None:
         files[".pdparams"] = _save_atomic(ema_params, run_dir / f"{name}.pdparams")
@@ -133,16 +159,20 @@ def _save_checkpoint(run_dir: Path, name: str, params: dict, optimizer, epoch: i
     _fsync_dir(run_dir)
 
     entry = {"name": name, "epoch": epoch, "time": time.time(), "files": files}
+    if iteration:
+        entry["iter"] = iteration
+    if global_iter is not None:
+        entry["global_iter"] = global_iter
     add_to_index(run_dir, entry, keep)
     return entry
 
 
 def rotate(checkpoints: list[dict], keep: int | None) -> tuple[list[dict], list[dict]]:
-    """(kept, dropped): keep the newest `keep` numbered (epoch) checkpoints; model_final and
-    best_model are never dropped. keep None or 0 keeps everything."""
+    """(kept, dropped): keep the newest `keep` numbered (epoch and mid-epoch) checkpoints;
+    model_final and best_model are never dropped. keep None or 0 keeps everything."""
     if not keep or keep < 0:
         return list(checkpoints), []
-    numbered = sorted((e for e in checkpoints if e["name"].isdigit()), key=lambda e: (e["epoch"], e.get("time", 0)))
+    numbered = sorted((e for e in checkpoints if is_rotated(e)), key=position)
     dropped = numbered[:-keep] if len(numbered) > keep else []
     return [e for e in checkpoints if e not in dropped], dropped
 

@@ -58,6 +58,58 @@ def to_static_full_graph():
         paddle.jit.to_static = original
 
 
+def drop_unsupported_nms_args(cfg) -> list[str]:
+    """PaddleDetection 2.7 configs (yolov3 `_base_/yolov3_mobilenet_v1.yml` and 4 others) give
+    MultiClassNMS `cpu: True`; a ppdet whose MultiClassNMS has no such parameter (paddledet 2.6.0)
+    fails in create() with "unexpected keyword argument 'cpu'". Keyed on the class's own signature:
+    keys it does not accept are dropped (and returned, for a log line); a ppdet that has them keeps them."""
+    import inspect
+
+    from ppdet.modeling import layers
+
+    accepted = set(inspect.signature(layers.MultiClassNMS.__init__).parameters) | {"name"}
+    dropped: list[str] = []
+
+    def walk(node, path: str) -> None:
+        if isinstance(node, dict):
+            if node.get("name") == "MultiClassNMS" or path.endswith("MultiClassNMS"):
+                for key in [k for k in node if k not in accepted]:
+                    del node[key]
+                    dropped.append(f"{path}.{key}")
+            for key, value in list(node.items()):
+                walk(value, f"{path}.{key}" if path else str(key))
+
+    walk(cfg, "")
+    return dropped
+
+
+def set_test_images(dataset, images: list[str]) -> None:
+    """ppdet's ImageFolder.set_images for inference on a list of images.
+
+    PaddleDetection 2.7 / develop (`set_images(images, do_eval=False)`): `_load_images` opens the
+    TestDataset's anno_path with pycocotools' COCO() even when not evaluating; with a VOC label list
+    there (the roadsign tutorial's `anno_path: .../label_list.txt`) that is a JSONDecodeError. There,
+    unless the anno_path is a COCO json, the records are set as paddledet 2.6.0 sets them (one per
+    image, im_id in order); a ppdet without `do_eval` (2.6.0) does it itself.
+    """
+    import inspect
+
+    import numpy as np
+
+    anno = dataset.get_anno() or ""
+    if "do_eval" not in inspect.signature(dataset.set_images).parameters or anno.endswith(".json"):
+        dataset.set_images(images)
+        return
+    dataset.image_dir = images
+    records = []
+    for index, image in enumerate(dataset._parse()):
+        records.append({"im_id": np.array([index]), "im_file": image})
+        dataset._imid2path[index] = image
+    if not records:
+        raise DataError("no image file found for inference")
+    dataset.roidbs = records
+
+
 class DataError(Exception):
     """A dataset file ppdet's reader cannot use, named (raised by the shims below)."""
 
@@ -147,7 +199,10 @@ def guard_data_loading() -> None:
 # paddledet 2.6.0 prints this twice on import (ppdet/modeling/mot/motion/*kalman_filter.py)
 # when numba is missing: it concerns PP-Tracking (multi-object tracking) only, and
 # detection never uses those modules. Dropped from the output, nothing else is.
-PPDET_IMPORT_NOISE = ("Unable to use numba in PP-Tracking",)
+# A PaddleDetection checkout without ppdet/version.py (not `pip install`ed; release-2.7.1, develop)
+# writes "Warning: import ppdet from source directory without installing, ..." to stderr on import:
+# trainctl says which ppdet it uses (plan, run.json, worker log), and needs no install.
+PPDET_IMPORT_NOISE = ("Unable to use numba in PP-Tracking", "import ppdet from source directory without installing")
 
 
 class LineFilter:
@@ -191,13 +246,15 @@ def import_quietly(module: str, drop: tuple[str, ...] = PPDET_IMPORT_NOISE) -> N
 
     if module in sys.modules:
         return
-    real = sys.stdout
+    real, real_err = sys.stdout, sys.stderr
     sys.stdout = LineFilter(real, drop)
+    sys.stderr = LineFilter(real_err, drop)
     try:
         importlib.import_module(module)
     finally:
         sys.stdout.flush()
-        sys.stdout = real
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = real, real_err
 
 
 def quiet_ppdet_warnings() -> None:
@@ -209,3 +266,6 @@ def quiet_ppdet_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*numba.*")
     warnings.filterwarnings("ignore", message="No ccache found")  # paddle 3.x cpp_extension, on import
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # PaddleDetection 2.7 / develop sources hold `assert (cond, "message")` (detr_loss.py, matchers.py):
+    # Python warns when it compiles them, once per checkout; nothing a trainctl user can act on
+    warnings.filterwarnings("ignore", category=SyntaxWarning)

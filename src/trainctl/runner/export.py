@@ -37,25 +37,41 @@ def _flag_active() -> bool:
     return str(paddle.get_flags(["FLAGS_enable_pir_api"])["FLAGS_enable_pir_api"]).lower() in ("0", "false")
 
 
-def export_model(flat_config: str, weights: str | None, output_dir: str) -> dict:
+def check_image_shape(value) -> None:
+    """TestReader.inputs_def.image_shape, when set, is [C, H, W] (H, W may be -1: any size); ppdet indexes it blindly."""
+    if value is None:
+        return
+    ok = isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    if not ok or value[0] < 1 or any(v == 0 or v < -1 for v in value[1:]):
+        raise UserError(f"TestReader.inputs_def.image_shape is {value!r}; export needs [C, H, W]",
+                        hint="e.g. -o TestReader.inputs_def.image_shape=[3,608,608] (H and W may be -1 for any size)")
+
+
+def export_model(flat_config: str, weights: str | None, output_dir: str, device: str = "cpu") -> dict:
     """Export in this process when paddle can still get the flag, else in a child process."""
     from trainctl.runner import compat
 
     if compat.paddle_imported() and not _flag_active():
-        return _export_in_subprocess(flat_config, weights, output_dir)
+        return _export_in_subprocess(flat_config, weights, output_dir, device)
     compat.export_env()
-    return _export_here(flat_config, weights, output_dir)
+    return _export_here(flat_config, weights, output_dir, device)
 
 
-def _export_in_subprocess(flat_config: str, weights: str | None, output_dir: str) -> dict:
-    from trainctl.runner import compat
+def _export_in_subprocess(flat_config: str, weights: str | None, output_dir: str, device: str = "cpu") -> dict:
+    from trainctl.launch import ppdet_source
+    from trainctl.runner import compat, session
 
     env = dict(os.environ, **compat.EXPORT_ENV)
+    src = session.chosen_ppdet()
     with tempfile.TemporaryDirectory() as tmp:
         result_file = os.path.join(tmp, "result.json")
-        cmd = [sys.executable, "-m", "trainctl.runner.export", "--config", flat_config, "--output", output_dir, "--result", result_file]
+        cmd = [sys.executable, "-m", "trainctl.runner.export", "--config", flat_config, "--output", output_dir, "--result", result_file,
+               "--device", device]
         if weights:
             cmd += ["--weights", weights]
+        if src is not None:  # the child imports the same ppdet as this process chose
+            env.update(ppdet_source.worker_env(src, os.environ))
+            cmd += ["--ppdet-source", json.dumps(src.to_dict())]
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode == 0:
             return json.loads(Path(result_file).read_text())
@@ -65,7 +81,21 @@ def _export_in_subprocess(flat_config: str, weights: str | None, output_dir: str
         raise RuntimeFailure(f"export failed: {last}")
 
 
-def _export_here(flat_config: str, weights: str | None, output_dir: str) -> dict:
+def _set_export_device(cfg, device: str) -> None:
+    """Where the weights are loaded for tracing: cpu (default), or the device --device names (checked first)."""
+    from trainctl.runner import predictor_config, session
+
+    kind, index = predictor_config.parse_device(device)
+    predictor_config.check_options(predictor_config.PredictorOptions(device=device), predictor_config.paddle_caps())
+    session.setup_device(cfg, "cpu")  # the config's use_* flags off, sync_bn -> bn
+    if kind != "cpu":
+        import paddle
+
+        cfg["use_gpu"] = kind == "gpu"
+        paddle.set_device(f"{kind}:{index}")
+
+
+def _export_here(flat_config: str, weights: str | None, output_dir: str, device: str = "cpu") -> dict:
     from trainctl.runner import compat, session
 
     cfg = session.load_flat_config(flat_config)
@@ -75,7 +105,7 @@ def _export_here(flat_config: str, weights: str | None, output_dir: str) -> dict
     from trainctl.weights import resolve_weights
 
     weights = resolve_weights(weights, "weights")
-    session.setup_device(cfg, "cpu")  # export traces the graph; no device needed
+    _set_export_device(cfg, device)  # export traces the graph; CPU unless --device says otherwise
     if cfg.get("norm_type") == "sync_bn":
         cfg["norm_type"] = "bn"
     labels = session.ensure_test_labels(cfg, weights)
@@ -108,18 +138,25 @@ def _export_here(flat_config: str, weights: str | None, output_dir: str) -> dict
     return {"output": str(out), "weights": weights, "files": [n for n in EXPORTED_FILES], "labels": labels}
 
 
-def run_export(config: str, overrides: list[str] | tuple[str, ...], weights: str | None, output_dir: str | None) -> dict:
-    """`trainctl export`: resolve the config, check the weights (before paddle), export."""
-    from trainctl.runner import compat, session
+def run_export(config: str, overrides: list[str] | tuple[str, ...], weights: str | None, output_dir: str | None,
+               device: str = "cpu", ppdet: str | None = None) -> dict:
+    """`trainctl export`: resolve the config, check the inputs and weights (before paddle), export with
+    the ppdet the rule chooses (`--ppdet DIR`, see launch/ppdet_source.py)."""
+    from trainctl.runner import compat, predictor_config, session
 
     compat.export_env()  # first: nothing below may import paddle before this
+    session.use_ppdet(ppdet)
+    predictor_config.parse_device(device)
+    if device != "cpu":  # what this paddle can use, before the config and weights are loaded
+        predictor_config.check_options(predictor_config.PredictorOptions(device=device), predictor_config.paddle_caps())
     with tempfile.TemporaryDirectory(prefix="trainctl-export-") as tmp:
         flat, rc, weights = session.flat_config_and_weights(config, overrides, weights, tmp, "to export")
+        check_image_shape(rc.get("TestReader.inputs_def.image_shape", None))
         output_dir = output_dir or os.path.join("output_inference", rc.name)
         from trainctl.fsutil import ensure_writable_dir
 
         ensure_writable_dir(output_dir, "--output")
-        return export_model(flat, weights, output_dir)
+        return export_model(flat, weights, output_dir, device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,9 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights")
     parser.add_argument("--output", required=True)
     parser.add_argument("--result")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--ppdet-source", help="JSON of the PpdetSource the parent chose")
     args = parser.parse_args(argv)
     try:
-        result = _export_here(args.config, args.weights, args.output)
+        if args.ppdet_source:
+            from trainctl.launch.ppdet_source import PpdetSource
+            from trainctl.runner import session
+
+            session.use_source(PpdetSource.from_dict(json.loads(args.ppdet_source)))
+        result = _export_here(args.config, args.weights, args.output, args.device)
     except TrainctlError as exc:
         output.error(exc.one_line())
         return exc.exit_code

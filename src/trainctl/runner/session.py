@@ -16,6 +16,33 @@ from trainctl.errors import UserError
 from trainctl.weights import resolve_weights, strip_suffix
 
 
+_chosen_ppdet = None  # the PpdetSource this process imports (use_ppdet / use_source)
+_announce = False  # load_flat_config says which ppdet it imported (export, infer -c; workers log their own)
+
+
+def use_source(src, announce: bool = False) -> None:
+    """Make this process import `src`'s ppdet (before the first `import ppdet`); load_flat_config verifies it."""
+    global _chosen_ppdet, _announce
+    from trainctl.launch import ppdet_source
+
+    ppdet_source.activate(src)
+    _chosen_ppdet, _announce = src, announce
+
+
+def use_ppdet(flag: str | None):
+    """For in-process commands (export, infer -c): the rule's choice, checked to import, activated."""
+    from trainctl.launch import ppdet_source
+
+    src = ppdet_source.choose(flag)
+    ppdet_source.check_importable(src)
+    use_source(src, announce=True)
+    return src
+
+
+def chosen_ppdet():
+    return _chosen_ppdet
+
+
 def load_flat_config(path: str | os.PathLike):
     """ppdet's load_config on a resolved config; returns ppdet's global config (an AttrDict)."""
     from trainctl.runner.compat import import_quietly, quiet_ppdet_warnings
@@ -25,12 +52,24 @@ def load_flat_config(path: str | os.PathLike):
     if not os.path.isfile(path):
         raise UserError(f"config file not found: {path}", hint="check the path, or pass a bundled config name such as roadsign.yml")
     import_quietly("ppdet")
+    if _chosen_ppdet is not None:
+        from trainctl.launch.ppdet_source import verify
+
+        verify(_chosen_ppdet)  # ppdet came from where the rule said
+        if _announce:
+            output.info(f"ppdet: {_chosen_ppdet.describe()}")
     from ppdet.core.workspace import load_config
 
     try:
-        return load_config(path)
+        cfg = load_config(path)
     except Exception as exc:  # ppdet raises bare exceptions on bad keys and YAML
         raise UserError(f"ppdet cannot load config {path}: {type(exc).__name__}: {exc}", hint="check the config with `trainctl config show`") from exc
+    from trainctl.runner.compat import drop_unsupported_nms_args
+
+    dropped = drop_unsupported_nms_args(cfg)
+    if dropped:
+        output.info(f"this ppdet's MultiClassNMS has no {', '.join(dropped)}: left out (a newer PaddleDetection's key)")
+    return cfg
 
 
 def world() -> tuple[int, int]:

@@ -38,6 +38,14 @@ def run(job: Job) -> dict:
     from trainctl.runner import session
 
     rank, world_size = session.world()
+    if job.task == "comm":  # the collective probe of `trainctl smoke --comm`: no config, no ppdet
+        from trainctl.runner import commprobe
+
+        return commprobe.run(job, rank, world_size)
+    if job.ppdet:
+        from trainctl.launch.ppdet_source import PpdetSource
+
+        session.use_source(PpdetSource.from_dict(job.ppdet))
     cfg = session.load_flat_config(job.config)
     Path(job.run_dir).mkdir(parents=True, exist_ok=True)
 
@@ -57,7 +65,12 @@ def run(job: Job) -> dict:
     place = session.setup_device(cfg, job.device, world_size)
     if world_size > 1:
         paddle.distributed.init_parallel_env()
-    _log(f"task {job.task}, rank {rank} of {world_size}, device {place}, paddle {paddle.__version__}")
+    _log(f"task {job.task}, rank {rank} of {world_size}, device {place}, paddle {paddle.__version__}"
+         + (f", attempt {job.attempt + 1} (--max-restarts)" if job.attempt else ""))
+    if job.ppdet:
+        import ppdet
+
+        _log(f"ppdet: {job.ppdet.get('description')} (imported from {os.path.dirname(ppdet.__file__)})")
     if job.seed is not None:
         _set_seed(job.seed + rank)
     cfg["save_dir"] = job.run_dir
@@ -95,11 +108,22 @@ def _train(job: Job, cfg, rank: int) -> dict:
         pretrained = resolve_pretrained(cfg.get("pretrain_weights"))
 
     trainer = Trainer(cfg, mode="train")
-    install_callbacks(trainer, job)
+    entry = _checkpoint_entry(resume) if resume else None
+    install_callbacks(trainer, job, rank, entry)
+    from trainctl.runner import lite
+
+    limit = lite.max_iters(cfg)
+    if limit:  # config key trainctl.max_iters (trainctl smoke's lite training)
+        lite.limit_iterations(trainer, limit, job.run_dir, rank, session.world()[1])
+        _log(f"lite training: at most {limit} iterations per epoch (trainctl.max_iters)")
     if resume:
-        session.load_weights_strict(trainer.model, resume, cfg.architecture)  # clear error first
+        if not job.attempt:  # a restart resumes this very run's checkpoint: no second read of the weights
+            session.load_weights_strict(trainer.model, resume, cfg.architecture)  # clear error first
         trainer.resume_weights(resume)
-        _log(f"resumed from {resume} at epoch {trainer.start_epoch}")
+        into = int(entry.get("iter", 0)) if entry else 0
+        _log(f"resumed from {resume} at epoch {trainer.start_epoch}"
+             + (f", iteration {into} of epoch {trainer.start_epoch + 1} (global iteration {entry.get('global_iter')})"
+                if into else ""))
     elif job.weights:
         path, skipped = session.load_weights_finetune(trainer.model, job.weights)
         _log(f"fine-tuning from {path}" + (f"; skipped {len(skipped)} parameters that do not fit: {', '.join(skipped[:10])}" if skipped else ""))
@@ -125,6 +149,13 @@ def _train(job: Job, cfg, rank: int) -> dict:
     if index.get("best"):
         summary["best"] = index["best"]
     return summary
+
+
+def _checkpoint_entry(stem: str) -> dict | None:
+    """The index entry of a checkpoint stem (its epoch and, for a mid-epoch one, the iteration)."""
+    from trainctl.runner.checkpoint import find_entry
+
+    return find_entry(os.path.dirname(stem) or ".", os.path.basename(stem))
 
 
 def _evaluate(job: Job, cfg) -> dict:
@@ -177,6 +208,8 @@ def _evaluate(job: Job, cfg) -> dict:
 
 
 def final_line(summary: dict) -> str:
+    if summary.get("task") == "comm":
+        return summary["line"]
     if summary.get("task") == "eval":
         metrics = ", ".join(f"{100 * v:.2f}% ({k})" if isinstance(v, float) else f"{v} ({k})" for k, v in summary["results"].items())
         return f"eval done: {summary['metric']} mAP {metrics} on {summary.get('images', '?')} images, weights {summary['weights']}"
@@ -203,6 +236,18 @@ def _die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _register_stack_dump() -> None:
+    """SIGUSR1 -> every thread's Python stack on stderr (this worker's log), the worker goes on:
+    the launcher sends it on a hang (launch/executor.py)."""
+    import faulthandler
+    import signal
+
+    try:
+        faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True, chain=False)
+    except (AttributeError, ValueError, OSError):
+        pass
+
+
 def _data_error(exc: BaseException) -> UserError | None:
     """A dataset file ppdet could not use (named by runner.compat), as a one-line user error."""
     from trainctl.runner import compat
@@ -216,6 +261,7 @@ def _data_error(exc: BaseException) -> UserError | None:
 
 def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
+    _register_stack_dump()
     parser = argparse.ArgumentParser(prog="python -m trainctl.runner.worker", description="trainctl worker process")
     parser.add_argument("--job", required=True, help="path of the job file (job.json) the launcher wrote")
     args = parser.parse_args(argv)

@@ -1,0 +1,145 @@
+"""Inside a worker: the heartbeat the launcher watches, and a
+data order that a resumed run can continue (ppdet Trainer callbacks).
+
+Heartbeat: after every training iteration the rank replaces
+`<run_dir>/progress/rank<R>.json` (launch/progress.py reads it).
+
+DataOrder: ppdet's DistributedBatchSampler shuffles with the sampler's own
+epoch counter, which starts at 0 in every process, so an epoch-3 resume
+replays epoch 0's order; and its loader builds the next epoch's iterator (and
+its worker processes' seeds, drawn from numpy) at the end of the previous
+one. DataOrder makes each epoch's batches a function of (seed, rank, epoch)
+only: at the start of each training epoch it sets the sampler's epoch, reseeds
+python/numpy/paddle from (seed + rank, epoch) when --seed is given, and only
+then builds the iterator. A mid-epoch resume (k iterations into the epoch)
+then draws and discards the first k batches, so the transforms' random
+draws, in the main process or in DataLoader workers, are the ones the
+uninterrupted run made; ppdet's step counter is shifted by k so logs, the
+LR schedule's view and checkpoints count from the true iteration.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ppdet.engine.callbacks import Callback
+
+from trainctl.launch.progress import PHASE_TRAIN, heartbeat_path, write_heartbeat
+
+
+def epoch_seed(seed: int, rank: int, epoch: int) -> int:
+    """One seed per (run seed, rank, epoch); fits numpy's 32 bits."""
+    return (seed * 1_000_003 + rank * 10_007 + epoch) % (2 ** 32)
+
+
+class _LazyIterable:
+    """Stands in for ppdet's paddle DataLoader: iter() returns an iterator that builds
+    the real one at its first next(), so the iterator ppdet makes at the end of an
+    epoch costs nothing and DataOrder decides the next epoch's order first."""
+
+    def __init__(self, dataloader):
+        self.dataloader = dataloader
+
+    def __iter__(self):
+        return _LazyIterator(self.dataloader)
+
+    def __len__(self):
+        return len(self.dataloader)
+
+
+class _LazyIterator:
+    def __init__(self, dataloader):
+        self.dataloader, self.real = dataloader, None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.real is None:
+            self.real = iter(self.dataloader)
+        return next(self.real)
+
+
+class DataOrder(Callback):
+    """Epoch data order from (seed, rank, epoch); skips the first `skip` batches of `skip_epoch`."""
+
+    def __init__(self, trainer, seed: int | None, rank: int, skip_epoch: int | None = None, skip: int = 0):
+        super().__init__(trainer)
+        self.seed, self.rank = seed, rank
+        self.skip_epoch, self.skip = skip_epoch, skip
+        self.offset = 0
+        self.epoch = None  # the training epoch in progress
+        loader = getattr(trainer, "loader", None)
+        self.loader = loader if loader is not None and hasattr(loader, "dataloader") else None
+        if self.loader is not None:
+            self.loader.dataloader = _LazyIterable(self.loader.dataloader)
+            self.loader.loader = iter(self.loader.dataloader)  # drops the iterator ppdet built eagerly
+
+    def on_epoch_begin(self, status):
+        # ppdet calls on_epoch_begin for an evaluation too, before it sets mode "eval":
+        # the same epoch_id again is that call
+        if status.get("mode") != "train" or self.loader is None or status["epoch_id"] == self.epoch:
+            return
+        epoch = self.epoch = int(status["epoch_id"])
+        sampler = getattr(self.loader, "_batch_sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        if self.seed is not None:
+            import random
+
+            import numpy as np
+            import paddle
+
+            value = epoch_seed(self.seed, self.rank, epoch)
+            random.seed(value)
+            np.random.seed(value)
+            paddle.seed(value)
+        self.loader.loader = iter(self.loader.dataloader)
+        self.offset = 0
+        if epoch == self.skip_epoch and self.skip:
+            for _ in range(self.skip):
+                next(self.loader.loader)
+            self.offset = self.skip
+
+    def on_step_begin(self, status):
+        if self.offset and status.get("mode") == "train":
+            status["step_id"] = int(status["step_id"]) + self.offset
+
+
+def global_iteration(status) -> int:
+    """Iterations completed before the current step (ppdet's status, after DataOrder's shift)."""
+    return int(status["epoch_id"]) * int(status["steps_per_epoch"]) + int(status["step_id"])
+
+
+class Heartbeat(Callback):
+    """Writes this rank's progress record after every training iteration (and its phase changes)."""
+
+    def __init__(self, trainer, run_dir: str, rank: int):
+        super().__init__(trainer)
+        self.path = heartbeat_path(run_dir, rank)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rank = rank
+        self.last: dict = {}
+
+    def beat(self, status, phase: str, done: int | None = None) -> None:
+        record = {"rank": self.rank, "iter": done if done is not None else self.last.get("iter", 0),
+                  "epoch": int(status.get("epoch_id", 0)), "step": int(status.get("step_id", 0)),
+                  "phase": phase, "time": time.time()}
+        try:
+            write_heartbeat(self.path, record)
+        except OSError:
+            return  # progress reporting must never break training
+        self.last = record
+
+    def on_step_end(self, status):
+        if status.get("mode") == "train":
+            self.beat(status, PHASE_TRAIN, global_iteration(status) + 1)
+
+    def on_epoch_end(self, status):
+        if status.get("mode") == "train" and self.last:
+            self.beat(status, "epoch_end")  # checkpoint and evaluation follow: not a hang
+
+    def on_epoch_begin(self, status):
+        # a later epoch only: ppdet also calls on_epoch_begin (mode still "train") before an evaluation
+        if status.get("mode") == "train" and self.last and int(status["epoch_id"]) > self.last["epoch"]:
+            self.beat(status, PHASE_TRAIN)

@@ -1,0 +1,68 @@
+"""Run PaddleDetection's deploy/python/infer.py Detector and print its raw detections as JSON.
+
+Usage (cwd: a copy of the reference tree's deploy/python, so its sibling imports resolve):
+    python peer_deploy.py MODEL_DIR THRESHOLD images:FILE_OR_DIR video:FILE ...
+
+The script's own main() only prints boxes rounded to 2 decimals (and its
+--save_results crashes on detection models: `bbox: [...]` is an annotation, not
+an assignment), so this drives its Detector the way main() and predict_video do
+(same arguments as its defaults: device CPU, run_mode paddle, 1 thread, no
+MKLDNN, batch 1) and prints every kept row at full precision:
+    PEER-JSON {"images": {path: [[class, score, x1, y1, x2, y2], ...]}} or PEER-JSON {"frames": [[rows], ...]}
+one line per job, in order.
+Kept rows: score > threshold, as its filter_box and visualize do.
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.getcwd())
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+
+import infer as peer  # noqa: E402  (deploy/python/infer.py)
+
+MARK = "PEER-JSON "  # the script prints its own lines too
+
+
+def kept(result, threshold):
+    out, start = [], 0
+    for n in result["boxes_num"]:
+        rows = np.asarray(result["boxes"][start:start + int(n)]).reshape(-1, 6)
+        out.append([[float(v) for v in row] for row in rows if row[1] > threshold and row[0] >= 0])
+        start += int(n)
+    return out
+
+
+def main(model_dir, threshold, jobs):
+    paddle.enable_static()
+    peer.FLAGS = peer.argsparser().parse_args(["--model_dir", model_dir])
+    detector = peer.Detector(model_dir, device="CPU", threshold=threshold, output_dir=os.devnull)
+    for job in jobs:
+        kind, source = job.split(":", 1)
+        run(detector, threshold, kind, source)
+
+
+def run(detector, threshold, kind, source):
+    if kind == "images":
+        images = peer.get_test_images(source if os.path.isdir(source) else None, source if os.path.isfile(source) else None)
+        found = {}
+        for path in sorted(images):
+            found[os.path.abspath(path)] = kept(detector.predict_image([path], visual=False), threshold)[0]
+        print(MARK + json.dumps({"images": found}))
+        return
+    capture = cv2.VideoCapture(source)  # predict_video's loop: RGB frames one by one
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(kept(detector.predict_image([frame[:, :, ::-1]], visual=False), threshold)[0])
+    print(MARK + json.dumps({"frames": frames}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], float(sys.argv[2]), sys.argv[3:])
