@@ -15,12 +15,11 @@ pytestmark = [pytest.mark.paddle, pytest.mark.slow]
 
 # The demo's first epochs: the same recipe, seed and schedule (cosine over all the demo's 16 epochs),
 # stopped early, in the demo's environment (OMP_NUM_THREADS as the user has it: the demo sets none).
-# Seeded runs repeat exactly on one machine with one thread setting (measured here: 12.80, 16.49, 33.44 %
-# after epochs 2, 4, 6; the demo goes on to its best after epoch 16), but another thread count takes
-# another path from the first steps on (an earlier recipe: 31.00 % with the default threads, 12.48 % with
-# OMP_NUM_THREADS=2, after the same 8 epochs), and so may another CPU: the claim leaves room for that.
+# Measured after 6 epochs: 33.44 % (four identical seeded runs, before the per-epoch reseeding of the
+# data order came in); with it, three seeded runs gave 16.91, 17.72 and 29.58 % (they no longer repeat
+# exactly). Another thread count or CPU also takes another path. The claim is below all of them.
 EPOCHS = 6
-CLAIM = 0.15
+CLAIM = 0.10
 SHORT = ["-o", f"epoch={EPOCHS}"]
 CLASSES = ["speedlimit", "crosswalk", "trafficlight", "stop"]
 
