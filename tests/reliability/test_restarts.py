@@ -181,6 +181,8 @@ def test_mid_epoch_resume_continues_the_uninterrupted_run(work, record_property)
     assert beat["iter"] <= done and k <= done and done - k <= 2 and resumed["name"] == f"iter{k}", (resumed, done)
     assert resumed["iter"] == k - 3 * resumed["epoch"]
     ref, again = _iterations(run_a / "logs" / "workerlog.0"), _iterations(run_b / "logs" / "workerlog.0")
+    for it in m:  # before the kill the two seeded runs are the same run
+        assert m[it] == ref[it], (it, m[it], ref[it])
     assert min(again) == k + 1 and max(again) == max(ref) == 6, sorted(again)
     for it in range(k + 1, 7):
         assert again[it][0] == ref[it][0], (it, again[it], ref[it])  # the learning rate, as ppdet logs it
@@ -240,3 +242,28 @@ def test_lost_node_both_nodes_restart_and_the_job_finishes(work, record_property
     assert record["attempts"][1]["resumed_from"]["name"] == "0"
     assert "resumed from" in (run / "logs" / "node1" / "workerlog.0").read_text()
     assert (run / "model_final.pdparams").is_file()
+
+
+def test_seeded_runs_repeat_exactly_with_an_in_process_loader(tmp_path):
+    """--seed with worker_num=0 (the demo's recipe): paddle's single-process loader prefetches in a
+    thread that draws the random transforms. Two seeded runs side by side log the same loss at every
+    iteration. Before the fix, the iterator ppdet builds eagerly kept prefetching beside the epoch's
+    own one and the first loss already differed (665.47 vs 664.84); 100 images, so that iterator
+    is still busy when the epoch starts (the 8-image shared sample is read in full before that)."""
+    subprocess.run([sys.executable, "-m", "trainctl", "data", "sample", "--out", "dataset/roadsign_voc", "--images", "100",
+                    "--sign-size", "0.35,0.7", "--max-signs", "1"], cwd=tmp_path, check=True, capture_output=True)
+    runs = [tmp_path / "first", tmp_path / "second"]
+    procs = [subprocess.Popen([sys.executable, "-m", "trainctl", "train", "-c", "roadsign_demo.yml", "--seed", "0",
+                               "--output", str(run), "-o", "epoch=1", "-o", "trainctl.max_iters=4", "-o", "log_iter=1"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL) for run in runs]
+    try:
+        outcomes = [_finish(proc, run, 300) for proc, run in zip(procs, runs)]
+    finally:
+        for proc, run in zip(procs, runs):
+            _finish(proc, run, 5)
+    for proc, (_, err) in zip(procs, outcomes):
+        assert proc.returncode == 0, err[-3000:]
+    first, second = (_iterations(run / "logs" / "workerlog.0") for run in runs)
+    assert sorted(first) == sorted(second) == [1, 2, 3, 4], (sorted(first), sorted(second))
+    assert first == second

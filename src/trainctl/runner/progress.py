@@ -60,6 +60,16 @@ class _LazyIterator:
         return next(self.real)
 
 
+def _stop(iterator) -> None:
+    """Stop the iterator ppdet built eagerly. Dropping it is not enough: paddle's single-process
+    iterator keeps prefetching in a thread that holds a reference to it, and that thread draws from
+    numpy's random state (the random transforms) while the epoch's own iterator does: the draws race
+    and a seeded run stops being repeatable (measured: 52.67 % then 49.94 % mAP with the same seed)."""
+    shutdown = getattr(iterator, "_try_shutdown_all", None)
+    if callable(shutdown):
+        shutdown()
+
+
 class DataOrder(Callback):
     """Epoch data order from (seed, rank, epoch); skips the first `skip` batches of `skip_epoch`."""
 
@@ -73,7 +83,8 @@ class DataOrder(Callback):
         self.loader = loader if loader is not None and hasattr(loader, "dataloader") else None
         if self.loader is not None:
             self.loader.dataloader = _LazyIterable(self.loader.dataloader)
-            self.loader.loader = iter(self.loader.dataloader)  # drops the iterator ppdet built eagerly
+            eager, self.loader.loader = self.loader.loader, iter(self.loader.dataloader)
+            _stop(eager)
 
     def on_epoch_begin(self, status):
         # ppdet calls on_epoch_begin for an evaluation too, before it sets mode "eval":
