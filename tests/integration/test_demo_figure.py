@@ -15,11 +15,11 @@ pytestmark = [pytest.mark.paddle, pytest.mark.slow]
 
 # The demo's first epochs: the same recipe, seed and schedule (cosine over all the demo's 16 epochs),
 # stopped early, in the demo's environment (OMP_NUM_THREADS as the user has it: the demo sets none).
-# Measured after 6 epochs: 33.44 % (four identical seeded runs, before the per-epoch reseeding of the
-# data order came in); with it, three seeded runs gave 16.91, 17.72 and 29.58 % (they no longer repeat
-# exactly). Another thread count or CPU also takes another path. The claim is below all of them.
+# Measured after 6 epochs of the whole demo (scripts/demo.sh, this 2-core machine, 2026-12-01): 28.87 %,
+# the same to the hundredth in two seeded runs (3.25, 23.38, 28.87 % after epochs 2, 4, 6). Another
+# thread count or CPU takes another path from the first steps on, so the claim keeps a margin.
 EPOCHS = 6
-CLAIM = 0.10
+CLAIM = 0.20
 SHORT = ["-o", f"epoch={EPOCHS}"]
 CLASSES = ["speedlimit", "crosswalk", "trafficlight", "stop"]
 
