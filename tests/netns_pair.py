@@ -63,6 +63,13 @@ class NetnsPair:
             _ip("-n", self.ns[i], "addr", "add", f"{self.addr[i]}/24", "dev", self.ifname[i])
             _ip("-n", self.ns[i], "link", "set", self.ifname[i], "up")
 
+    def node_argv(self, rank: int, port: int) -> tuple[list[str], list[str]]:
+        """`ip netns exec NS`, and the trainctl flags that make namespace `rank` node `rank` of a
+        two-node job over TCP (node 0 hosts the master on `port`); the trainctl command goes between."""
+        return ["ip", "netns", "exec", self.ns[rank]], [
+            "--nnodes", "2", "--node-rank", str(rank), "--master", f"{self.addr[0]}:{port}",
+            "--host", self.addr[rank], "--net", "tcp", "--ifname", self.ifname[rank]]
+
     def pids(self, i: int) -> list[int]:
         out = _ip("netns", "pids", self.ns[i], check=False).stdout
         return [int(p) for p in out.split()]

@@ -36,10 +36,9 @@ def pair():
 def _start_node(pair: NetnsPair, rank: int, work: Path, port: int) -> subprocess.Popen:
     env = dict(os.environ)
     env.pop("TRAINCTL_DEBUG", None)
-    args = ["ip", "netns", "exec", pair.ns[rank], sys.executable, "-m", "trainctl", "train", "-c", SMOKE,
-            "--output", str(work / f"node{rank}"), "-o", "epoch=60", "-o", "snapshot_epoch=1000", "--nnodes", "2", "--node-rank", str(rank),
-            "--master", f"{pair.addr[0]}:{port}", "--host", pair.addr[rank], "--net", "tcp",
-            "--ifname", pair.ifname[rank]]
+    netns_exec, node_flags = pair.node_argv(rank, port)
+    args = [*netns_exec, sys.executable, "-m", "trainctl", "train", "-c", SMOKE,
+            "--output", str(work / f"node{rank}"), "-o", "epoch=60", "-o", "snapshot_epoch=1000", *node_flags]
     return subprocess.Popen(args, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
 

@@ -31,10 +31,10 @@ GLOO_ABORT = 30  # gloo aborts the ranks that wait for a stopped one after about
 _ITER_RE = re.compile(r"Epoch: \[(\d+)\] \[\s*(\d+)/(\d+)\] learning_rate: ([0-9.e-]+) .*? loss: ([0-9.e+-]+) ")
 
 
-def _start(work: Path, run: Path, *extra: str) -> subprocess.Popen:
+def _start(work: Path, run: Path, *extra: str, config: str = SMOKE, small: bool = True) -> subprocess.Popen:
     env = dict(os.environ)
     env.pop("TRAINCTL_DEBUG", None)
-    args = [sys.executable, "-m", "trainctl", "train", "-c", SMOKE, "--output", str(run), *SMALL, *extra]
+    args = [sys.executable, "-m", "trainctl", "train", "-c", config, "--output", str(run), *(SMALL if small else []), *extra]
     return subprocess.Popen(args, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
 
@@ -194,10 +194,10 @@ def test_mid_epoch_resume_continues_the_uninterrupted_run(work, record_property)
 def _start_node(pair, rank: int, work: Path, run: Path, port: int) -> subprocess.Popen:
     env = dict(os.environ)
     env.pop("TRAINCTL_DEBUG", None)
-    args = ["ip", "netns", "exec", pair.ns[rank], sys.executable, "-m", "trainctl", "train", "-c", SMOKE,
+    netns_exec, node_flags = pair.node_argv(rank, port)
+    args = [*netns_exec, sys.executable, "-m", "trainctl", "train", "-c", SMOKE,
             "--output", str(run), *SMALL, "-o", "epoch=4", "--max-restarts", "1", "--seed", "5", "--resume", "auto",
-            "--nnodes", "2", "--node-rank", str(rank), "--master", f"{pair.addr[0]}:{port}",
-            "--host", pair.addr[rank], "--net", "tcp", "--ifname", pair.ifname[rank]]
+            *node_flags]
     return subprocess.Popen(args, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
 
@@ -253,10 +253,8 @@ def test_seeded_runs_repeat_exactly_with_an_in_process_loader(tmp_path):
     subprocess.run([sys.executable, "-m", "trainctl", "data", "sample", "--out", "dataset/roadsign_voc", "--images", "100",
                     "--sign-size", "0.35,0.7", "--max-signs", "1"], cwd=tmp_path, check=True, capture_output=True)
     runs = [tmp_path / "first", tmp_path / "second"]
-    procs = [subprocess.Popen([sys.executable, "-m", "trainctl", "train", "-c", "roadsign_demo.yml", "--seed", "0",
-                               "--output", str(run), "-o", "epoch=1", "-o", "trainctl.max_iters=4", "-o", "log_iter=1"],
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              stdin=subprocess.DEVNULL) for run in runs]
+    procs = [_start(tmp_path, run, "--seed", "0", "-o", "epoch=1", "-o", "trainctl.max_iters=4", "-o", "log_iter=1",
+                    config="roadsign_demo.yml", small=False) for run in runs]
     try:
         outcomes = [_finish(proc, run, 300) for proc, run in zip(procs, runs)]
     finally:
