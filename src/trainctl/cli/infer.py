@@ -84,7 +84,9 @@ def infer(config, weights, model_dir, img, directory, threshold, output_dir, bat
     if benchmark and deploy.given():
         from trainctl.errors import UserError
 
-        raise UserError(f"{', '.join(deploy.given())} do(es) not apply to --benchmark", hint="--benchmark times CPU images; drop them")
+        given = deploy.given()
+        verb = "do" if len(given) > 1 else "does"
+        raise UserError(f"{', '.join(given)} {verb} not apply to --benchmark", hint="--benchmark times CPU images; drop them")
     if from_cli(config, model_dir, img, directory, threshold, threads, benchmark, batch_size, warmup, repeats, as_json,
                 onednn=onednn):
         return
