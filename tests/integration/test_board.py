@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from sigutil import default_sigint
 
 from trainctl.runrecord import RunRecord
 
@@ -56,7 +57,7 @@ def start_board(cwd: Path, *args: str) -> subprocess.Popen:
     env = dict(os.environ)
     env.pop("TRAINCTL_DEBUG", None)
     return subprocess.Popen([sys.executable, "-m", "trainctl", "board", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
 
 
 def read_url(proc: subprocess.Popen, timeout: float = 180) -> str:

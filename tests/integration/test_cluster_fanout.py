@@ -18,6 +18,7 @@ import time
 import pytest
 
 import netns_ssh
+from sigutil import default_sigint
 
 pytestmark = [pytest.mark.netns]
 why_not = netns_ssh.available()
@@ -202,7 +203,7 @@ def test_ctrl_c_stops_every_host(site):
     proc = subprocess.Popen(
         [PY, "-m", "trainctl", "train", "-c", CONFIG, "--device", "cpu", "-o", "epoch=20",
          "--output", "output/interrupted", *_common(site)],
-        cwd=site["work"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=site["work"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint,
     )
     try:
         assert _wait(lambda: all(any(_is_worker(netns_ssh.cmdline(p)) for p in h.other_pids())

@@ -112,14 +112,18 @@ def test_failed_rank_is_named_and_orphans_are_killed(tmp_path):
     assert b"launcher pid" in sink.data  # the launcher's output was streamed
 
 
-def test_first_worker_to_stop_is_blamed_not_the_lowest_rank(tmp_path):
+def test_the_killed_worker_is_blamed_not_the_rank_the_launcher_reported(tmp_path):
+    """Rank 1 is SIGKILLed (its launcher reaps it at once, so its status may not be seen), rank 0 is
+    then stopped with SIGTERM and is the only rank the launcher reports: the evidence (rank 0 was
+    stopped, rank 1 ended silently) names rank 1."""
     plan = make_plan(tmp_path, "race")
     result = executor.run_node(plan, sink=Sink())
     assert result.status == "failed"
-    assert (result.failed_rank, result.failed_code) == (1, None)
+    assert result.failed_rank == 1 and result.failed_code in (-9, None)
+    assert not result.root_cause.ambiguous and result.root_cause.by_rank(0).kind == "stopped"
     message = executor.describe_failure(result, plan)
-    assert message.startswith("worker rank 1 (node 0, local rank 1) failed: it stopped first")
-    assert "local rank 0 (code -15)" in message
+    assert message.startswith("worker rank 1 (node 0, local rank 1) ")
+    assert "then rank 0 stopped by the launcher or trainctl (SIGTERM)" in message
     assert result.failed_log == "run/logs/workerlog.1" and result.log_tail == ["worker 1 up"]
 
 

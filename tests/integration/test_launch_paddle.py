@@ -151,10 +151,10 @@ def test_killed_worker_is_reported_and_nothing_is_left(workdir):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 1, err[-3000:]
-    # usually paddle launch reports rank 1 itself (code -9); when rank 0 aborts within the same second
-    # paddle names rank 0, and trainctl's own watch still blames rank 1, which stopped first
-    assert ("worker rank 1 (node 0, local rank 1) was killed by SIGKILL" in err
-            or "worker rank 1 (node 0, local rank 1) failed: it stopped first" in err), err[-3000:]
+    # rank 0 then aborts (gloo) or is stopped by the launcher, and may be the rank paddle reports: the
+    # evidence (rank 1 died silently, rank 0's log shows the broken collective) still names rank 1
+    assert "worker rank 1 (node 0, local rank 1) " in err, err[-3000:]
+    assert "then rank 0 " in err, err[-3000:]
     assert "last lines of crash/logs/workerlog.1" in err and "  | " in err
     assert _pids_of(job) == []
     record = json.loads((workdir / "crash" / "run.json").read_text())

@@ -14,6 +14,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from sigutil import default_sigint
 
 pytestmark = [pytest.mark.paddle, pytest.mark.slow]
 
@@ -134,7 +135,7 @@ def test_interrupted_sweep_rerun_finishes_only_the_missing_runs(tiny_work, ptool
     first = tiny_work / "seq" / "base_lr=0.0005"
     second = tiny_work / "seq" / "base_lr=0.001"
     proc = subprocess.Popen([sys.executable, "-m", "trainctl", *args], cwd=tiny_work, env=ptools.env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:

@@ -31,6 +31,7 @@ CLASSES = {
     "test_faults.py": "faults",
     "test_faults_multinode.py": "faults",
     "test_restarts.py": "restarts and hangs",
+    "test_root_cause.py": "faults",
     "test_security.py": "security",
 }
 

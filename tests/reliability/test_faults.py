@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import kill_run, processes_matching, run_cli, wait_for, worker_pid
+from sigutil import default_sigint, ignore_sigint
 
 pytestmark = pytest.mark.paddle
 
@@ -33,13 +34,13 @@ STOP_SECONDS = 10  # SIGINT/SIGTERM to trainctl -> every worker gone
 ORPHAN_SECONDS = 30
 
 
-def _start(work: Path, run: Path, *extra: str) -> subprocess.Popen:
+def _start(work: Path, run: Path, *extra: str, preexec_fn=default_sigint) -> subprocess.Popen:
     env = dict(os.environ)
     env.pop("TRAINCTL_DEBUG", None)
     args = [sys.executable, "-m", "trainctl", "train", "-c", SMOKE, "--output", str(run), "-o", "epoch=60",
             "-o", "snapshot_epoch=1000", *extra]  # no checkpoint until the end: nothing to fill the disk
     return subprocess.Popen(args, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
 
 
 def _training(run: Path, rank: int) -> bool:
@@ -119,6 +120,29 @@ def test_single_process_sigint(work, record_property):
     assert seconds <= STOP_SECONDS
     assert proc.returncode == 130, err[-3000:]
     assert "interrupted by SIGINT" in err and "Traceback" not in err
+
+
+def test_trainctl_started_with_sigint_ignored_still_stops_on_sigterm(work, record_property):
+    """Started as a background job of a shell would start it (SIGINT ignored): SIGINT is ignored, as
+    asked, and SIGTERM still stops trainctl and its worker, leaving nothing behind."""
+    run = work / "nohup"
+    proc = _start(work, run, preexec_fn=ignore_sigint)
+    try:
+        wait_for(lambda: _training(run, 0), 300, "the worker to train")
+        proc.send_signal(signal.SIGINT)
+        time.sleep(2)
+        assert proc.poll() is None and worker_pid(run, 0), "SIGINT should be ignored as inherited"
+        sent_at = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: not processes_matching(str(run)), 60, "the worker to end", interval=0.1)
+        seconds = time.monotonic() - sent_at
+        out, err = proc.communicate(timeout=30)
+    finally:
+        kill_run(proc, run)
+    record_property("all_gone_s", round(seconds, 1))
+    assert seconds <= STOP_SECONDS
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "interrupted by SIGTERM" in err and "Traceback" not in err
 
 
 # ---------------------------------------------------------------- disk full

@@ -190,28 +190,10 @@ def test_archive_logs_moves_files_and_points_the_record_there(tmp_path):
     assert sorted(p.name for p in logs.iterdir()) == ["attempt1"]
 
 
-def test_a_gloo_victim_is_not_blamed_when_a_peer_was_stopped(tmp_path):
-    """Rank 1 exits first (gloo aborted it, SIGABRT) while rank 0's process was stopped (state T)
-    when the exit was seen: rank 0 is the cause; without a stopped peer, the first exit stays the cause."""
-    from types import SimpleNamespace
-
-    from trainctl.launch import executor
-
-    plan = SimpleNamespace(device=SimpleNamespace(nproc_per_node=2), node_rank=0)
-    (tmp_path / "progress").mkdir()
-    for rank in (0, 1):
-        progress.write_heartbeat(progress.heartbeat_path(tmp_path, rank), _beat(3, time.time() - 37, epoch=1))
-    watch = SimpleNamespace(states_at_first_exit={0: "T"})
-    local, why = executor._stopped_peer(watch, plan, tmp_path, first=1)
-    assert local == 0 and why.startswith("it stopped first: its process is stopped (state T); last iteration 3 (epoch 2)")
-    assert executor._stopped_peer(SimpleNamespace(states_at_first_exit={0: "S"}), plan, tmp_path, first=1) is None
-    assert executor._stopped_peer(SimpleNamespace(states_at_first_exit={}), plan, tmp_path, first=1) is None
-
-
 @pytest.mark.parametrize("how,expected", [("kill", -9), ("exit", 3)])
 def test_exit_code_of_another_process_child_is_read_from_its_zombie(how, expected):
     """A worker is paddle launch's child, not ours: while it is a zombie, /proc still says how it ended."""
-    from trainctl.launch import executor
+    from trainctl.launch import procwatch
 
     child = subprocess.Popen([sys.executable, "-c", "import time, sys; sys.exit(3) if sys.argv[1] == 'exit' "
                               "else time.sleep(30)", how])
@@ -221,8 +203,8 @@ def test_exit_code_of_another_process_child_is_read_from_its_zombie(how, expecte
         deadline = time.monotonic() + 10
         while progress.proc_state(child.pid)[0] != "Z" and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert executor.zombie_exit_code(child.pid) == expected
+        assert procwatch.zombie_exit_code(child.pid) == expected
     finally:
         child.kill()
         child.wait()
-    assert executor.zombie_exit_code(child.pid) is None  # reaped: gone
+    assert procwatch.zombie_exit_code(child.pid) is None  # reaped: gone

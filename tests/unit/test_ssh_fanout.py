@@ -270,3 +270,40 @@ def test_fanout_restart_budget_runs_out(fake_ssh, tmp_path):
     with pytest.raises(RuntimeFailure, match=r"after 2 restarts \(--max-restarts 2\), the last attempt failed: "
                                              r"host b r1 exited with code 5"):
         run_fanout(plan, max_restarts=2, sleep=lambda s: None)
+
+
+def _verdict_line(rank, kind, why):
+    from trainctl.launch import rootcause
+
+    verdict = rootcause.RankVerdict(rank=rank, local_rank=0, kind=kind, why=why)
+    return rootcause.report_line(verdict, rank, f"worker rank {rank} {why}")
+
+
+def test_fanout_names_the_host_whose_rank_failed_not_the_first_to_exit(fake_ssh, tmp_path):
+    """The victim's host exits first, with a victim's verdict; the host whose rank was killed reports
+    a second later: the controller waits for it and names it (and hides the verdict lines)."""
+    victim = _verdict_line(0, "comm", "aborted in a collective (Connection reset by peer)")
+    culprit = _verdict_line(1, "killed", "killed by SIGKILL from outside the job")
+    script = (f"if [ \"$FAKE_HOST\" = first ]; then sleep 1; echo '{victim}' >&2; exit 1; fi; "
+              f"sleep 2; echo '{culprit}' >&2; exit 1")
+    plan = _script_plan(fake_ssh, tmp_path, "first\nsecond\n", script)
+    lines = []
+    with pytest.raises(RuntimeFailure) as info:
+        FanOut(plan, emit=lambda line, err: lines.append(line)).run()
+    message = info.value.message
+    assert message.startswith("host second r1 exited with code 1: worker rank 1 killed by SIGKILL"), message
+    assert "host first r0: aborted in a collective" in message
+    assert not any("root-cause" in line for line in lines)
+
+
+def test_fanout_with_only_a_victim_verdict_names_it_after_waiting(fake_ssh, tmp_path, monkeypatch):
+    from trainctl.cluster import ssh
+
+    monkeypatch.setattr(ssh, "PEER_REPORT_SECONDS", 2.0)
+    victim = _verdict_line(0, "comm", "aborted in a collective (Connection reset by peer)")
+    script = f"if [ \"$FAKE_HOST\" = first ]; then echo '{victim}' >&2; exit 1; fi; sleep 60"
+    plan = _script_plan(fake_ssh, tmp_path, "first\nsecond\n", script)
+    start = time.monotonic()
+    with pytest.raises(RuntimeFailure, match=r"host first r0 exited with code 1: worker rank 0 aborted"):
+        FanOut(plan, emit=lambda *a: None).run()
+    assert 2.0 <= time.monotonic() - start < 30

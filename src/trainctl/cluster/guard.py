@@ -21,7 +21,6 @@ Standard library only; no paddle.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -29,16 +28,10 @@ import sys
 import threading
 import time
 
-PR_SET_CHILD_SUBREAPER = 36
+from trainctl.launch.procwatch import become_subreaper
+from trainctl.launch.rootcause import ROOT_CAUSE_VAR
+
 DEFAULT_GRACE = 10.0
-
-
-def _become_subreaper() -> bool:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 def descendants(root_pid: int, proc: str = "/proc") -> list[int]:
@@ -77,11 +70,13 @@ class Guard:
         self.proc: subprocess.Popen | None = None
 
     def run(self) -> int:
-        _become_subreaper()
+        become_subreaper()
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
         try:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, start_new_session=True)
+            # the node's trainctl then ends a failure with a root-cause line for the controller (ssh.FanOut)
+            env = dict(os.environ, **{ROOT_CAUSE_VAR: "1"})
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         except OSError as exc:
             print(f"trainctl guard: cannot start {self.argv[0]}: {exc}", file=sys.stderr, flush=True)
             return 127

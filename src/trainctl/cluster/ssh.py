@@ -29,13 +29,19 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from trainctl import output
 from trainctl.errors import RuntimeFailure, UserError
+from trainctl.launch import rootcause
 from trainctl.cluster.options import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MASTER_PORT  # noqa: F401 (re-exported)
 from trainctl.cluster.hostfile import HostSpec
+
+# a host verdict at least this strong names a rank that failed on its own (launch/rootcause.py)
+STRONG_VERDICT = rootcause.STRENGTH[rootcause.EXIT]
+# how long the controller waits for a host's stronger verdict when the first failure is a victim's
+PEER_REPORT_SECONDS = 30.0
 
 DEFAULT_GRACE = 10.0  # seconds a remote job gets between SIGTERM and SIGKILL
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -257,10 +263,21 @@ class HostResult:
     returncode: int | None = None
     finished_at: float | None = None
     stopped: bool = False  # stopped by trainctl because another host failed or on Ctrl-C
+    root_cause: dict | None = None  # the host's own verdict (its REPORT_PREFIX line), if it sent one
+    readers: list = field(default_factory=list)  # the threads copying its output
 
     @property
     def failed(self) -> bool:
         return self.returncode not in (0, None) and not self.stopped
+
+    @property
+    def strength(self) -> int:
+        """How strongly this host's failure is its own: its verdict's strength. A host that failed
+        without a verdict (ssh failed, the input was rejected, trainctl failed before any worker
+        ran) failed on its own."""
+        if self.root_cause and isinstance(self.root_cause.get("strength"), int):
+            return self.root_cause["strength"]
+        return STRONG_VERDICT
 
 
 class FanOut:
@@ -333,16 +350,26 @@ class FanOut:
                 reader = threading.Thread(target=self._pump, args=(stream, result, err), daemon=True)
                 reader.start()
                 self._readers.append(reader)
+                result.readers.append(reader)
 
     def _pump(self, stream, result: HostResult, err: bool) -> None:
         prefix = f"[{result.node.label}] "
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            report = rootcause.parse_report_line(line) if err else None
+            if report is not None:
+                result.root_cause = report  # for the controller, not for the user
+                continue
             self.emit(prefix + line, err)
         stream.close()
 
     def _wait(self) -> HostResult | None:
-        """Wait until all hosts are done or one fails; return the first failure."""
+        """Wait until all hosts are done or one fails; return the failure that caused the others.
+
+        A host whose ranks only lost a peer (its verdict is a victim's, or it said nothing) does
+        not decide at once: the host whose rank really failed usually reports within seconds, so
+        the controller waits up to PEER_REPORT_SECONDS for a stronger verdict before choosing."""
+        first_failure_at = None
         while True:
             running = 0
             for proc, result in zip(self.procs, self.results):
@@ -355,8 +382,16 @@ class FanOut:
                 result.returncode = code
                 result.finished_at = time.monotonic()
                 if code != 0:
-                    return result
-            if not running:
+                    for reader in result.readers:  # its last lines, the verdict among them
+                        reader.join(timeout=2)
+                    first_failure_at = first_failure_at or result.finished_at
+            failed = [r for r in self.results if r.failed]
+            if failed:
+                best = max(failed, key=lambda r: (r.strength, -r.finished_at))
+                waited = time.monotonic() - first_failure_at
+                if best.strength >= STRONG_VERDICT or not running or waited >= PEER_REPORT_SECONDS:
+                    return best
+            elif not running:
                 return None
             if self._interrupted.is_set():
                 raise KeyboardInterrupt
@@ -424,6 +459,11 @@ class FanOut:
             if code == 255
             else f"exited with code {code}"
         )
+        if first.root_cause and first.root_cause.get("summary"):
+            what += f": {first.root_cause['summary']}"
+        others = [r for r in self.results if r is not first and r.failed and r.root_cause]
+        if others:
+            what += "; " + "; ".join(f"host {r.node.label}: {r.root_cause.get('why')}" for r in others)
         stopped = [r.node.label for r in self.results if r.stopped]
         tail = f"; stopped {', '.join(stopped)}" if stopped else ""
         return f"host {first.node.label} {what}{tail}"

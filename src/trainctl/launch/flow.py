@@ -263,6 +263,7 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     record.finish(result.exit_code, result.status, result.failure_dict())
     if result.status == "done":
         return 0
+    _report_root_cause(result, plan)
     prefix = (f"after {attempt} restart{'s' if attempt > 1 else ''} (--max-restarts {topts.max_restarts}), "
               "the last attempt failed: ") if attempt else ""
     message = prefix + executor.describe_failure(result, plan)
@@ -317,6 +318,21 @@ def _run_attempts(plan: Plan, node, job, record, budget: int, hang_timeout: floa
             return None, attempt
         job.resume, job.attempt = "auto", attempt
         job.save(run_dir / "job.json")
+
+
+def _report_root_cause(result, plan: Plan) -> None:
+    """Under the ssh fan-out's guard: one machine-readable line with this node's verdict, which
+    the controller weighs against the other hosts' (cluster/ssh.py)."""
+    from trainctl.launch import executor, rootcause
+
+    if not os.environ.get(rootcause.ROOT_CAUSE_VAR) or result.status != "failed":
+        return
+    root = result.root_cause
+    cause = root.cause if root is not None and not result.hang else None
+    if result.hang:
+        cause = rootcause.RankVerdict(rank=result.failed_rank, local_rank=result.failed_local_rank,
+                                      kind=rootcause.STALLED, why=result.hang)
+    output.echo(rootcause.report_line(cause, plan.node_rank, executor.describe_failure(result, plan)), err=True)
 
 
 def _is_user_error(result, plan: Plan) -> bool:
@@ -382,20 +398,13 @@ def _attempt_end(record, entry: dict, result, plan: Plan, node) -> None:
             entry["failure"] = {
                 "rank": result.failed_rank, "host": socket.gethostname(), "address": node.host, "node_rank": plan.node_rank,
                 "exit_code": code if code is not None and code >= 0 else None,
-                "signal": _signal_name(-code) if code is not None and code < 0 else None,
+                "signal": result.failed_signal,
                 "hang": result.hang is not None, "cause": result.cause_line(), "note": result.note,
                 "log": result.failed_log,
             }
+            if result.root_cause is not None:  # every rank's verdict and evidence (launch/rootcause.py)
+                entry["failure"]["root_cause"] = result.root_cause.to_dict()
     record.write()
-
-
-def _signal_name(number: int) -> str:
-    import signal
-
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def _archive_logs(log_dir: Path, attempt: int, entry: dict) -> None:
@@ -421,24 +430,16 @@ def _clear_progress(run_dir: Path, plan: Plan) -> None:
 
 def _sleep_interruptibly(seconds: float) -> bool:
     """Sleep; True when SIGINT/SIGTERM arrived meanwhile (the user stops the run between attempts)."""
-    import signal
-    import threading
     import time
 
-    if threading.current_thread() is not threading.main_thread():
-        time.sleep(seconds)
-        return False
+    from trainctl.launch import procwatch
+
     got: list[int] = []
-
-    def handler(signum, _frame):
-        got.append(signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = procwatch.catch_signals(lambda signum, _frame: got.append(signum))
     try:
         deadline = time.monotonic() + seconds
         while not got and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
+        procwatch.restore_signals(previous)
     return bool(got)
