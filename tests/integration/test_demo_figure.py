@@ -15,11 +15,13 @@ pytestmark = [pytest.mark.paddle, pytest.mark.slow]
 
 # The demo's first epochs: the same recipe, seed and schedule (cosine over all the demo's 16 epochs),
 # stopped early, in the demo's environment (OMP_NUM_THREADS as the user has it: the demo sets none).
-# Measured after 6 epochs of the whole demo (scripts/demo.sh, this 2-core machine, 2026-12-01): 28.87 %,
-# the same to the hundredth in two seeded runs (3.25, 23.38, 28.87 % after epochs 2, 4, 6). Another
-# thread count or CPU takes another path from the first steps on, so the claim keeps a margin.
+# Measured after 6 epochs of the whole demo (scripts/demo.sh), each the same to the hundredth when repeated
+# on its machine: 28.87 % on a 2-core Intel Xeon (2026-12-01; 3.25, 23.38, 28.87 % after epochs 2, 4, 6) and
+# 16.14 % on a 2-core AMD EPYC (2026-12-02; 2.95, 7.84, 16.14 %). Another thread count or CPU takes another
+# path from the first steps on, so the claim is what every measured CPU reached with a margin, and far
+# above a model that learned nothing (0 to 3 % after the first 2 epochs).
 EPOCHS = 6
-CLAIM = 0.20
+CLAIM = 0.10
 SHORT = ["-o", f"epoch={EPOCHS}"]
 CLASSES = ["speedlimit", "crosswalk", "trafficlight", "stop"]
 
