@@ -1,0 +1,268 @@
+"""Every `trainctl ...` command in the README's and the guides' code blocks exists as written.
+
+Each command line is parsed against the real click command tree (without running it): the
+subcommand is resolved and every --flag is checked against that command's options; flags that
+`slurm-script` and `k8s-manifest` pass on to `trainctl train` are checked against `train`'s. An
+unknown command or flag fails the test, naming the file and line.
+
+The lines that need no data, device or cluster (`--dry-run`, `config ...`, `slurm-script`,
+`k8s-manifest`, `--help`) are also run, in an empty directory, and must exit 0. A line that names
+an input file which is not there (a PaddleDetection checkout's config, a user's own file) is
+reported as skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from trainctl.cli import cli
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = sorted([REPO / "README.md", *(p for p in [REPO / "CONTRIBUTING.md"] if p.exists()), *(REPO / "docs").glob("*.md")])
+
+SHELL_STOP = {"|", "||", ">", ">>", "<", "&&", ";", "&", "2>&1", "2>", "1>"}
+PLACEHOLDERS = {"...", "…"}
+
+
+@dataclass
+class DocCommand:
+    file: str
+    line: int
+    text: str
+    words: list[str]  # after `trainctl`, up to the first shell operator
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def _code_blocks(text: str):
+    """(first line number, lines) of every fenced code block."""
+    block, start, fence = None, 0, ""
+    for n, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if block is None:
+            m = re.match(r"^(`{3,}|~{3,})", stripped)
+            if m:
+                block, start, fence = [], n + 1, m.group(1)
+        elif stripped.startswith(fence) and stripped.strip("`~") == "":
+            yield start, block
+            block = None
+        else:
+            block.append(line)
+
+
+def _logical_lines(start: int, lines: list[str]):
+    """Join backslash continuations; yield (line number of the first piece, text)."""
+    buf, first = "", None
+    for i, line in enumerate(lines):
+        if first is None:
+            first = start + i
+        if line.rstrip().endswith("\\"):
+            buf += line.rstrip()[:-1] + " "
+            continue
+        yield first, buf + line
+        buf, first = "", None
+    if first is not None:
+        yield first, buf
+
+
+def _words(text: str) -> list[str] | None:
+    """The words after `trainctl` (None if the line is not a trainctl command)."""
+    try:
+        lex = shlex.shlex(text, posix=True, punctuation_chars="|&;<>")
+        lex.whitespace_split = True
+        lex.commenters = "#"
+        tokens = list(lex)
+    except ValueError:
+        return None
+    while tokens and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", tokens[0]):  # VAR=value trainctl ...
+        tokens.pop(0)
+    if not tokens or tokens[0] != "trainctl":
+        return None
+    out = []
+    for tok in tokens[1:]:
+        if tok in SHELL_STOP or (tok and set(tok) <= set("|&;<>")):
+            break
+        out.append(tok)
+    return out
+
+
+def doc_commands() -> list[DocCommand]:
+    found = []
+    for doc in DOCS:
+        rel = str(doc.relative_to(REPO))
+        for start, lines in _code_blocks(doc.read_text()):
+            # a block with `$ ` prompts mixes commands and their output: only prompted lines are commands
+            prompted = any(line.lstrip().startswith("$ ") for line in lines)
+            for n, text in _logical_lines(start, lines):
+                s = text.strip()
+                if prompted:
+                    if not s.startswith("$ "):
+                        continue
+                    s = s[2:]
+                words = _words(s)
+                if words is not None:
+                    found.append(DocCommand(rel, n, s, words))
+    return found
+
+
+COMMANDS = doc_commands()
+
+
+def _train_command() -> click.Command:
+    return cli.get_command(click.Context(cli), "train")
+
+
+def _check_parses(cmd: DocCommand) -> tuple[list[str], click.Command]:
+    """Resolve the subcommand chain and parse the options; return (command path, leaf command)."""
+    args = [w for w in cmd.words if w not in PLACEHOLDERS]
+    path = ["trainctl"]
+    try:
+        command: click.Command = cli
+        name, parent, rest = "trainctl", None, args
+        while True:
+            ctx = click.Context(command, info_name=name, parent=parent, **command.context_settings)
+            if not isinstance(command, click.Group):
+                opts, _, _ = command.make_parser(ctx).parse_args(list(rest))  # parses only: no value is converted
+                break
+            command.parse_args(ctx, list(rest))  # a group's own parse (`runs DIR` means `runs list DIR`)
+            largs = [*getattr(ctx, "_protected_args", []), *ctx.args]
+            if not largs:
+                opts = {}
+                break
+            sub = command.get_command(ctx, largs[0])
+            if sub is None:
+                raise click.UsageError(f"No such command '{largs[0]}' under `{' '.join(path)}`")
+            path.append(largs[0])
+            name, parent, rest, command = largs[0], ctx, largs[1:], sub
+        given = opts.get("train_args")
+        forwarded = [a for a in given if a != "--"] if isinstance(given, (list, tuple)) else []
+        if forwarded:  # slurm-script and k8s-manifest pass these on to `trainctl train`
+            train = _train_command()
+            train.make_parser(click.Context(train, info_name="train", parent=ctx)).parse_args(forwarded)
+    except click.UsageError as exc:
+        raise AssertionError(f"{cmd.where}: `{cmd.text}`: {exc.format_message()}") from None
+    return path, command
+
+
+def _runnable(cmd: DocCommand, path: list[str]) -> bool:
+    words = cmd.words
+    if any(w in PLACEHOLDERS for w in words) or "--apply" in words:
+        return False
+    if any(w in ("--help", "-h") for w in words):
+        return True
+    if any(w == "--dry-run" or w.startswith("--dry-run=") for w in words):
+        return True
+    return len(path) > 1 and path[1] in ("config", "slurm-script", "k8s-manifest")
+
+
+def _missing_input(words: list[str], cwd: Path) -> str | None:
+    """A -c/--hostfile file that is neither bundled nor present: the line cannot run here."""
+    from trainctl.config import find_config
+
+    for i, w in enumerate(words[:-1]):
+        value = words[i + 1]
+        if w in ("-c", "--config"):
+            try:
+                find_config(value)
+            except Exception:
+                return f"config {value} is not bundled and not in the directory"
+        if w == "--hostfile" and not (cwd / value).exists():
+            return f"hostfile {value} is not there"
+    return None
+
+
+def test_docs_have_commands():
+    assert len(COMMANDS) >= 100, [c.where for c in COMMANDS]
+    assert {c.file for c in COMMANDS} >= {"README.md", "docs/install.md", "docs/custom-data.md"}
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: c.where)
+def test_doc_command_exists(cmd):
+    _check_parses(cmd)
+
+
+def _parses_and_runnable(cmd: DocCommand) -> bool:
+    try:
+        return _runnable(cmd, _check_parses(cmd)[0])
+    except AssertionError:
+        return False  # test_doc_command_exists reports it
+
+
+RUNNABLE = [c for c in COMMANDS if _parses_and_runnable(c)]
+
+
+def test_some_commands_run():
+    assert len(RUNNABLE) >= 30
+
+
+# commands the docs show failing on purpose, with the exit code the docs promise
+EXPECTED_EXIT = {
+    "trainctl config show -c roadsign.yml -o TrainReader.batch_sise=4": 2,  # docs/configs.md: the did-you-mean error
+}
+CHECKOUT = REPO.parent / "shared" / "reference" / "paddledetection-src" / "release-2.7.1"
+
+
+def _run(words: list[str], capsys) -> tuple[int, str]:
+    """trainctl's own entry point (errors become one line and an exit code, as in a shell)."""
+    from trainctl import output
+    from trainctl.cli import main
+
+    try:
+        main(list(words))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        output.set_quiet(False)
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+@pytest.mark.parametrize("cmd", RUNNABLE, ids=lambda c: c.where)
+def test_doc_command_runs(cmd, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("TRAINCTL_DEBUG", raising=False)
+    monkeypatch.delenv("TRAINCTL_PPDET", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hosts.txt").write_text("node1 slots=4\nubuntu@node2:2222 gpus=0,1,2,3\n")
+    if "my.yml" in cmd.words:  # the user's own config: here, roadsign.yml resolved into one file
+        code, text = _run(["config", "show", "-c", "roadsign.yml"], capsys)
+        assert code == 0, text
+        (tmp_path / "my.yml").write_text(text)
+    if any(w.startswith("configs/yolov3/") for w in cmd.words) and CHECKOUT.is_dir():
+        monkeypatch.chdir(CHECKOUT)  # a PaddleDetection checkout's config, run from inside the checkout
+    reason = _missing_input(cmd.words, Path.cwd())
+    if reason:
+        pytest.skip(f"{cmd.where}: {reason}")
+    code, text = _run(cmd.words, capsys)
+    expected = EXPECTED_EXIT.get(cmd.text.split("#")[0].strip(), 0)
+    assert code == expected, f"{cmd.where}: `{cmd.text}` exited {code}, not {expected}:\n{text[-2000:]}"
+
+
+# the parser of this test, on lines as the docs write them
+def test_words_and_blocks():
+    assert _words("trainctl train -c a.yml --gpus 0,1   # comment") == ["train", "-c", "a.yml", "--gpus", "0,1"]
+    assert _words("trainctl k8s-manifest -c x --nodes 2 > job.yaml") == ["k8s-manifest", "-c", "x", "--nodes", "2"]
+    assert _words("TRAINCTL_PPDET=/x trainctl doctor | grep ppdet") == ["doctor"]
+    assert _words("kubectl apply -f job.yaml") is None
+    text = "a\n```bash\n$ trainctl runs\ntrainctl smoke x.yml: output line\n```\n```\ntrainctl train \\\n  --eval\n```\n"
+    blocks = list(_code_blocks(text))
+    assert blocks[0][0] == 3 and list(_logical_lines(*blocks[1])) == [(7, "trainctl train    --eval")]
+
+
+def test_unknown_flag_and_command_fail():
+    with pytest.raises(AssertionError, match="README.md:1.*--no-such-flag"):
+        _check_parses(DocCommand("README.md", 1, "t", ["train", "-c", "roadsign.yml", "--no-such-flag"]))
+    with pytest.raises(AssertionError, match="No such command"):
+        _check_parses(DocCommand("README.md", 2, "t", ["config", "trace", "-c", "roadsign.yml"]))
+    with pytest.raises(AssertionError, match="--no-such-train-flag"):
+        _check_parses(DocCommand("README.md", 3, "t", ["slurm-script", "--nodes", "2", "--gpus-per-node", "1", "-c",
+                                                       "roadsign.yml", "--", "--no-such-train-flag"]))
