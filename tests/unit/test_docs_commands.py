@@ -335,3 +335,14 @@ def test_unknown_flag_and_command_fail():
     with pytest.raises(AssertionError, match="--no-such-train-flag"):
         _check_parses(DocCommand("README.md", 3, "t", ["slurm-script", "--nodes", "2", "--gpus-per-node", "1", "-c",
                                                        "roadsign.yml", "--", "--no-such-train-flag"]))
+
+
+def test_eval_line_without_detections_says_so():
+    """Found writing docs/custom-data.md: PP-YOLOE+ after 2 iterations detects nothing, and ppdet's COCO
+    metric then returns no result; the final line said `COCO mAP  on 2 images`."""
+    from trainctl.runner.worker import final_line
+
+    line = final_line({"task": "eval", "metric": "COCO", "results": {}, "images": 2, "weights": "w"})
+    assert line == "eval done: COCO mAP - (no result: the model made no detections) on 2 images, weights w"
+    line = final_line({"task": "eval", "metric": "VOC", "results": {"bbox": 0.5}, "images": 2, "weights": "w"})
+    assert line == "eval done: VOC mAP 50.00% (bbox) on 2 images, weights w"
