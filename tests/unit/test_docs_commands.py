@@ -1,4 +1,5 @@
-"""Every `trainctl ...` command in the README's and the guides' code blocks exists as written.
+"""Every `trainctl ...` command in the README's and the guides' code blocks (and in the README's
+task table) exists as written.
 
 Each command line is parsed against the real click command tree (without running it): the
 subcommand is resolved and every --flag is checked against that command's options; flags that
@@ -111,6 +112,13 @@ def doc_commands() -> list[DocCommand]:
                 words = _words(s)
                 if words is not None:
                     found.append(DocCommand(rel, n, s, words))
+        # the commands of the tables (README's task → command → guide): `trainctl ...` in a table row
+        for n, line in enumerate(doc.read_text().splitlines() if rel == "README.md" else [], 1):
+            if line.lstrip().startswith("|"):
+                for span in re.findall(r"`(trainctl [^`]+)`", line):
+                    words = _words(span)
+                    if words is not None and len(words) > 1:
+                        found.append(DocCommand(rel, n, span, words))
     return found
 
 
@@ -123,7 +131,7 @@ def _train_command() -> click.Command:
 
 def _check_parses(cmd: DocCommand) -> tuple[list[str], click.Command]:
     """Resolve the subcommand chain and parse the options; return (command path, leaf command)."""
-    args = [w for w in cmd.words if w not in PLACEHOLDERS]
+    args = ["VALUE" if w in PLACEHOLDERS else w for w in cmd.words]  # `--weights ...`: a value left out on purpose
     path = ["trainctl"]
     try:
         command: click.Command = cli
@@ -346,3 +354,36 @@ def test_eval_line_without_detections_says_so():
     assert line == "eval done: COCO mAP - (no result: the model made no detections) on 2 images, weights w"
     line = final_line({"task": "eval", "metric": "VOC", "results": {"bbox": 0.5}, "images": 2, "weights": "w"})
     assert line == "eval done: VOC mAP 50.00% (bbox) on 2 images, weights w"
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return text.replace(" ", "-")
+
+
+def test_links_between_docs_resolve():
+    """Every relative link in README, CONTRIBUTING and docs/ names a file in the repository, and its #anchor a heading."""
+    bad = []
+    for doc in DOCS:
+        in_code = False
+        for n, line in enumerate(doc.read_text().splitlines(), 1):
+            if line.strip().startswith("```"):
+                in_code = not in_code
+            if in_code:
+                continue
+            for target in re.findall(r"\]\(([^)\s]+)\)", line):
+                if re.match(r"^[a-z]+://", target) or target.startswith("mailto:"):
+                    continue
+                path, _, anchor = target.partition("#")
+                dest = (doc.parent / path).resolve() if path else doc
+                where = f"{doc.relative_to(REPO)}:{n}: {target}"
+                if REPO not in dest.parents and dest != REPO:
+                    bad.append(f"{where} (outside the repository)")
+                elif not dest.exists():
+                    bad.append(f"{where} (no such file)")
+                elif anchor and dest.suffix == ".md":
+                    headings = {_slug(h) for h in re.findall(r"^#+\s+(.*)$", dest.read_text(), re.M)}
+                    if anchor not in headings:
+                        bad.append(f"{where} (no such heading)")
+    assert not bad, "broken links:\n" + "\n".join(bad)
