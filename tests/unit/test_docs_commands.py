@@ -387,3 +387,42 @@ def test_links_between_docs_resolve():
                     if anchor not in headings:
                         bad.append(f"{where} (no such heading)")
     assert not bad, "broken links:\n" + "\n".join(bad)
+
+
+def _doc_outputs():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("doc_outputs", REPO / "scripts" / "doc_outputs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_output_markers_hold_generated_output():
+    """Each `<!-- output: CMD -->` block starts with `$ CMD` and holds what scripts/doc_outputs.py wrote."""
+    marker = _doc_outputs().MARKER
+    found = 0
+    for doc in DOCS:
+        lines = doc.read_text().splitlines()
+        for n, line in enumerate(lines):
+            m = marker.match(line)
+            if m:
+                found += 1
+                where = f"{doc.relative_to(REPO)}:{n + 1}"
+                assert lines[n + 1].startswith("```") and lines[n + 2] == f"$ {m.group(1)}", where
+                assert not lines[n + 3].startswith("```"), f"{where}: empty output: run python scripts/doc_outputs.py"
+    assert found >= 2
+
+
+def test_doc_outputs_shortens_paths_and_realigns_tables(tmp_path):
+    import sys
+
+    mod = _doc_outputs()
+    rows = [("item", "value", "status"), ("python", f"3.11 ({sys.executable})", "ok"), ("cwd", f"{tmp_path}/x", "ok")]
+    widths = [max(len(r[k]) for r in rows) for k in range(3)]
+    table = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    text = "\n".join([table[0], "  ".join("-" * w for w in widths), *table[1:], "", f"after {tmp_path}/y"])
+    out = mod.normalize(text, tmp_path).splitlines()
+    assert out[0].split() == ["item", "value", "status"] and out[1] == "------  -------------  ------"
+    assert out[2] == "python  3.11 (python)  ok" and out[3] == "cwd     ./x            ok"
+    assert out[-1] == "after ./y"
