@@ -1,7 +1,7 @@
 """The demo's figure, checked in CI: the demo recipe (roadsign_demo.yml on the demo's sample set, seed 0),
 stopped after its first epochs to fit CI, reaches the VOC mAP@0.5 claimed below; then `eval --classwise`
 on its best model gives one row per class, a PR curve PNG per class, and per-class APs whose mean is the
-reported mAP. The whole demo's figure (scripts/demo.sh) is in the README."""
+reported mAP. The whole demo's figure (scripts/demo.sh) is in docs/demo.md."""
 
 from __future__ import annotations
 

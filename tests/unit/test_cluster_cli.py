@@ -162,8 +162,11 @@ def test_slurm_script_command(capsys, tmp_path, monkeypatch):
                          "--time", "01:00:00", "--", "--net", "rdma", "-o", "epoch=3")
     assert code == 0, err
     assert "#SBATCH --nodes=2" in out and "#SBATCH --gres=gpu:4" in out and f"cd {tmp_path}" in out
-    assert shlex.split(out.splitlines()[-1])[-11:] == ["-m", "trainctl", "train", "--launcher", "slurm", "-c",
-                                                        "roadsign.yml", "--net", "rdma", "-o", "epoch=3"]
+    assert shlex.split(out.splitlines()[-1])[-13:] == ["-m", "trainctl", "train", "--launcher", "slurm", "--resume", "auto",
+                                                        "-c", "roadsign.yml", "--net", "rdma", "-o", "epoch=3"]
+    code, out, err = run(capsys, "slurm-script", "--nodes", "2", "--gpus-per-node", "4", "-c", "roadsign.yml",
+                         "--max-restarts", "3")
+    assert code == 0 and shlex.split(out.splitlines()[-1])[-5:] == ["auto", "--max-restarts", "3", "-c", "roadsign.yml"]
     code, _, err = run(capsys, "slurm-script", "--nodes", "2", "--gpus-per-node", "4", "-c", "roadsgn.yml")
     assert code == 2 and "did you mean roadsign.yml" in err
     code, _, err = run(capsys, "slurm-script", "--nodes", "2", "--gpus-per-node", "1", "-c", "roadsign.yml",

@@ -411,3 +411,17 @@ def test_cli_data_check_override(tmp_path, monkeypatch, sample_master):
     result = CliRunner().invoke(cli, ["data", "check", "-c", str(cfg), "-o", f"TrainDataset.dataset_dir={src}",
                                       "-o", f"EvalDataset.dataset_dir={src}"])
     assert result.exit_code == 0, result.output
+
+
+def test_num_classes_against_the_datasets_classes(sample):
+    """COCO categories and a VOC label list are counted against the config's num_classes."""
+    (sample / "train.json").write_text(json.dumps(voc_to_coco(sample, "train.txt")))
+    for config, kind in ((coco_config(), "categories in"), (voc_config(), "label list")):
+        report = check_config({**config, "num_classes": len(CLASSES)})
+        assert "num-classes" not in codes(report), report.datasets[0].findings
+        report = check_config({**config, "num_classes": len(CLASSES) - 1})
+        assert "num-classes" in codes(report, "error") and not report.ok
+        message = next(f.message for f in report.datasets[0].findings if f.code == "num-classes")
+        assert f"has {len(CLASSES)} " in message and f"num_classes: {len(CLASSES)}" in message and kind in message
+        report = check_config({**config, "num_classes": 80})  # a COCO config left at 80
+        assert "num-classes" in codes(report, "warning") and report.ok

@@ -148,13 +148,39 @@ def test_sbatch_script():
     assert "cd /home/me/project" in lines
     srun = shlex.split(lines[-1])
     assert srun[:3] == ["srun", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
-    assert srun[3:] == ["/opt/env/bin/python", "-m", "trainctl", "train", "--launcher", "slurm",
+    assert srun[3:] == ["/opt/env/bin/python", "-m", "trainctl", "train", "--launcher", "slurm", "--resume", "auto",
                         "-c", "my configs/roadsign.yml", "-o", "epoch=3"]
 
 
 def test_sbatch_script_cpu_adds_device_cpu():
     text = sbatch_script(nodes=1, gpus_per_node=0, train_args=["-c", "x.yml"], python="python", job_name="j")
     assert "--gres" not in text
-    assert shlex.split(text.splitlines()[-1])[-4:] == ["--device", "cpu", "-c", "x.yml"]
+    assert shlex.split(text.splitlines()[-1])[-6:] == ["--device", "cpu", "--resume", "auto", "-c", "x.yml"]
     with pytest.raises(UserError):
         sbatch_script(nodes=0, gpus_per_node=1, train_args=[], python="p", job_name="j")
+
+
+def test_sbatch_script_resumes_and_restarts_like_the_k8s_manifest():
+    """A requeued Slurm job continues from the newest checkpoint (--resume auto), as a restarted PaddleJob pod does."""
+    from trainctl.cluster.k8s_manifest import ManifestSpec, build
+
+    def train_words(**kw):
+        text = sbatch_script(nodes=2, gpus_per_node=4, python="python", job_name="j", **kw)
+        words = shlex.split(text.splitlines()[-1])
+        return words[words.index("train"):]
+
+    words = train_words(train_args=["-c", "x.yml"], max_restarts=3)
+    assert words[words.index("--resume") + 1] == "auto" and words[words.index("--max-restarts") + 1] == "3"
+    job = build(ManifestSpec(config="x.yml", nodes=2, gpus_per_node=4, image="img", name="j")).data
+    container = job["spec"]["paddleReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
+    pod_words = [*container.get("command", []), *container.get("args", [])]
+    assert pod_words[pod_words.index("--resume") + 1] == "auto"  # both resume the same way
+    # no --max-restarts when not asked; the user's own --resume wins over auto
+    assert "--max-restarts" not in train_words(train_args=["-c", "x.yml"])
+    words = train_words(train_args=["-c", "x.yml", "--resume", "output/x/3"])
+    assert words.count("--resume") == 1 and words[words.index("--resume") + 1] == "output/x/3"
+    assert "--resume" not in train_words(train_args=["-c", "x.yml", "-r", "output/x/3"])[:-2]
+    with pytest.raises(UserError, match="given twice"):
+        train_words(train_args=["-c", "x.yml", "--max-restarts", "2"], max_restarts=3)
+    with pytest.raises(UserError, match="0 or more"):
+        train_words(train_args=["-c", "x.yml"], max_restarts=-1)

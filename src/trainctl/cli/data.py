@@ -67,8 +67,9 @@ def check(config: str, overrides: tuple[str, ...], max_images: int | None, as_js
     """Check a config's train and eval datasets (VOC or COCO) before training.
 
     Reports missing files, unreadable or truncated images, empty annotations,
-    labels not in the label list, boxes outside the image or of zero area, and
-    duplicate entries, with a class histogram. Relative paths are relative to
+    labels not in the label list, boxes outside the image or of zero area,
+    duplicate entries, and a num_classes that differs from the dataset's classes,
+    with a class histogram. Relative paths are relative to
     the current directory, as in PaddleDetection.
 
     Exit codes: 0 no errors (warnings allowed), 1 the dataset has errors,

@@ -21,21 +21,26 @@ import click
 @click.option("--workdir", help="Directory the job runs in (default: this one).")
 @click.option("--python", "python", help="Python with trainctl on the nodes (default: this one).")
 @click.option("--master-port", type=int, help="Master port (default 20000 + job id % 20000).")
+@click.option("--max-restarts", type=click.IntRange(min=0), metavar="N",
+              help="Restarts of each node's trainctl within the allocation (train --max-restarts).")
 @click.option("--out", "out_file", metavar="FILE", help="Write the script to FILE instead of printing it.")
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
 def slurm_script(nodes, gpus_per_node, config, time_limit, partition, account, cpus_per_task, job_name, workdir,
-                 python, master_port, out_file, train_args) -> None:
+                 python, master_port, max_restarts, out_file, train_args) -> None:
     """Print an sbatch script that runs `trainctl train` on every node of an allocation.
 
     Arguments after the options are passed to `trainctl train` unchanged. Inside
     the job, each node's trainctl reads its rank, the node count, the master (the
-    first node) and its GPUs from Slurm (--launcher slurm).
+    first node) and its GPUs from Slurm (--launcher slurm). The command resumes with
+    --resume auto (unless you pass --resume after --), so a requeued job continues
+    from the newest complete checkpoint.
 
     \b
     Examples:
       trainctl slurm-script --nodes 2 --gpus-per-node 4 -c roadsign.yml --time 02:00:00 > train.sbatch
       sbatch train.sbatch
       trainctl slurm-script --nodes 2 --gpus-per-node 8 -c roadsign.yml --partition gpu -- --net rdma --eval
+      trainctl slurm-script --nodes 4 --gpus-per-node 8 -c roadsign.yml --max-restarts 3 -- --save-interval-iters 500
     """
     from trainctl import output
     from trainctl.config import find_config
@@ -53,6 +58,7 @@ def slurm_script(nodes, gpus_per_node, config, time_limit, partition, account, c
         nodes=nodes, gpus_per_node=gpus_per_node, train_args=["-c", config, *args],
         python=python or sys.executable, job_name=name, workdir=workdir or os.getcwd(), time=time_limit,
         partition=partition, cpus_per_task=cpus_per_task, account=account, master_port=master_port,
+        max_restarts=max_restarts,
     )
     if out_file:
         atomic_write_text(out_file, text, mode=0o755)

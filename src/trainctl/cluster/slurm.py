@@ -224,12 +224,23 @@ def sbatch_script(
     account: str | None = None,
     master_port: int | None = None,
     output: str = "slurm-%x-%j.out",
+    max_restarts: int | None = None,
 ) -> str:
-    """An sbatch script that runs `trainctl train` once per node under srun."""
+    """An sbatch script that runs `trainctl train` once per node under srun.
+
+    The command resumes with `--resume auto` (unless train_args name a checkpoint), so a
+    requeued or resubmitted job continues from the newest complete checkpoint, as the pods
+    of a k8s-manifest PaddleJob do; `max_restarts` adds `--max-restarts N`, the restarts
+    each node's trainctl makes within the allocation.
+    """
     if nodes < 1:
         raise UserError(f"--nodes must be at least 1, not {nodes}", hint="e.g. --nodes 2")
     if gpus_per_node < 0:
         raise UserError(f"--gpus-per-node must be 0 or more, not {gpus_per_node}", hint="0 runs on CPUs")
+    if max_restarts is not None and max_restarts < 0:
+        raise UserError(f"--max-restarts must be 0 or more, not {max_restarts}", hint="e.g. --max-restarts 3")
+    if max_restarts is not None and _has_flag(train_args, "--max-restarts"):
+        raise UserError("--max-restarts is given twice (as an option and after --)", hint="give it once")
     q = shlex.quote
     lines = [
         "#!/bin/bash",
@@ -261,10 +272,18 @@ def sbatch_script(
         launch += ["--master-port", str(master_port)]
     if gpus_per_node == 0 and not _has_device_flag(train_args):
         launch += ["--device", "cpu"]
+    if not (_has_flag(train_args, "--resume") or _has_flag(train_args, "-r")):
+        launch += ["--resume", "auto"]  # a requeued job continues from the newest complete checkpoint
+    if max_restarts:
+        launch += ["--max-restarts", str(max_restarts)]
     launch += list(train_args)
     srun = ["srun", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     lines.append(" ".join(q(a) for a in srun + launch))
     return "\n".join(lines) + "\n"
+
+
+def _has_flag(args: list[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in args)
 
 
 def _has_device_flag(args: list[str]) -> bool:

@@ -358,7 +358,26 @@ def check_config(rc: Any, tasks: tuple[str, ...] = ("train", "eval"), max_images
             ds.add(WARNING, "same-as-train", f"{spec.key} is the same dataset as another task's (eval on training data?)")
         seen.add(ident)
         check_dataset(spec, ds, max_images)
+        check_num_classes(_config_data(rc).get("num_classes"), spec, ds)
     return report
+
+
+def check_num_classes(num_classes: Any, spec: DatasetSpec, ds: DatasetReport) -> None:
+    """The config's num_classes against the classes the dataset declares (COCO categories, VOC label list).
+
+    Fewer is an error (labels beyond the model's classes); more is a warning (PaddleDetection's COCO
+    configs say 80: a model with classes the data never has).
+    """
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or not ds.classes:
+        return
+    found = len(ds.classes)
+    source = "categories in " + _display(spec.anno_file or "") if spec.kind == "COCO" else "classes in the label list"
+    if num_classes < found:
+        ds.add(ERROR, "num-classes", f"num_classes is {num_classes} but {spec.key} has {found} {source}; "
+               f"set num_classes: {found} in your config (or -o num_classes={found})")
+    elif num_classes > found:
+        ds.add(WARNING, "num-classes", f"num_classes is {num_classes} but {spec.key} has {found} {source}; "
+               f"set num_classes: {found} unless you mean it")
 
 
 def check_dataset(spec: DatasetSpec, ds: DatasetReport, max_images: int | None = None) -> None:

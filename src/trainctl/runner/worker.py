@@ -212,6 +212,8 @@ def final_line(summary: dict) -> str:
         return summary["line"]
     if summary.get("task") == "eval":
         metrics = ", ".join(f"{100 * v:.2f}% ({k})" if isinstance(v, float) else f"{v} ({k})" for k, v in summary["results"].items())
+        # ppdet's COCO metric returns nothing when the model detected nothing (a model trained a few iterations)
+        metrics = metrics or "- (no result: the model made no detections)"
         return f"eval done: {summary['metric']} mAP {metrics} on {summary.get('images', '?')} images, weights {summary['weights']}"
     text = f"train done: epochs {summary['start_epoch']}..{summary['epochs']}, final weights {summary['final']}"
     if summary.get("best"):
