@@ -287,7 +287,7 @@ def libstdcxx_facts(env: dict[str, str] | None = None) -> dict[str, Any]:
     return {"path": None, "newest_glibcxx": None, "has_3_4_30": None}
 
 
-# -- host facts (trainctl.launch.hostinfo / netpresets) ---------------------
+# -- host facts (trainctl.core.hostinfo / netpresets) ---------------------
 
 
 def _plain(obj: Any) -> Any:
@@ -313,9 +313,9 @@ def host_facts(sys_root: str = "/sys", proc_root: str = "/proc", nccl_code: int 
     """
     out: dict[str, Any] = {"errors": {}}
     try:
-        from trainctl.launch import hostinfo
+        from trainctl.core import hostinfo
     except ImportError as exc:
-        out["errors"]["hostinfo"] = f"trainctl.launch.hostinfo unavailable: {exc}"
+        out["errors"]["hostinfo"] = f"trainctl.core.hostinfo unavailable: {exc}"
         hostinfo = None
     probes = {
         "gpus": lambda: hostinfo.gpus(),
@@ -432,8 +432,8 @@ def run_paddle_check(python: str | None = None, with_ppdet: bool = True, timeout
 
 
 def ppdet_choice(flag: str | None = None, cwd: str | None = None) -> dict[str, Any]:
-    """Which ppdet a run started here would use (launch/ppdet_source.py's rule), and what it lacks."""
-    from trainctl.launch import ppdet_source
+    """Which ppdet a run started here would use (core/ppdet_source.py's rule), and what it lacks."""
+    from trainctl.core import ppdet_source
 
     try:
         src = ppdet_source.choose(flag, cwd=cwd)

@@ -6,7 +6,7 @@ shows in `trainctl runs` comes from files other parts of trainctl write:
 
 - `run.json` (launch/flow.py + runrecord.py): task, config, devices, world
   size, start and end time, recorded status;
-- `checkpoints.json` (runner/checkpoint.py): the complete checkpoints with
+- `checkpoints.json` (core/checkpoints.py): the complete checkpoints with
   their epoch, and the evaluations with the best model; without the index (a
   run made by PaddleDetection's own tools) the `N.pdparams` and
   `model_final.pdparams` files are counted instead;
@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from trainctl.errors import UserError
-from trainctl.runner.checkpoint import INDEX_FILE, is_complete, read_index  # the pure index part
+from trainctl.core.checkpoints import INDEX_FILE, is_complete, read_index
 from trainctl.runrecord import RUN_FILE
 
 EVAL_FILE = "eval.json"  # written by runner/worker.py (_evaluate)

@@ -10,7 +10,7 @@ import pytest
 from trainctl import output, runs
 from trainctl.config.yamlio import Tagged
 from trainctl.errors import UserError
-from trainctl.launch import sweep
+from trainctl import sweep
 
 
 def test_values_split_on_top_level_commas_only():

@@ -39,7 +39,7 @@ def sweep(config, overrides, extra_overrides, vary, repeats, parallel, gpus_per_
       trainctl sweep -c roadsign.yml --vary TrainReader.batch_size=8,16 --gpus 0,1,2,3 --gpus-per-run 2
       trainctl runs compare output/roadsign_demo-sweep --plot compare.png       # then compare them
     """
-    from trainctl.launch import sweep as sweepmod
+    from trainctl import sweep as sweepmod
 
     overrides = ppdet_style_overrides(overrides, extra_overrides)
     topts = task_options(config, overrides, launch_kwargs)

@@ -63,17 +63,18 @@ def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | No
     from trainctl.launch.plan import LaunchOptions
 
     # --- multi-host (trainctl.cluster): --launcher kubeflow / a PaddleJob pod, --launcher slurm / an srun step
+    from trainctl.cli.forward import launcher_was_given
     from trainctl.cluster.options import kubeflow_may_apply, slurm_may_apply
 
     master_port = kwargs.pop("master_port", None)
     if kubeflow_may_apply(kwargs, os.environ):  # each engine is loaded only when it can matter
         from trainctl.cluster.kubeflow import apply_kubeflow
 
-        kwargs = apply_kubeflow(kwargs)
+        kwargs = apply_kubeflow(kwargs, launcher_given=launcher_was_given())
     if slurm_may_apply(kwargs, os.environ):
         from trainctl.cluster.dispatch import apply_slurm
 
-        kwargs = apply_slurm(kwargs, master_port=master_port)
+        kwargs = apply_slurm(kwargs, master_port=master_port, launcher_given=launcher_was_given())
     # --- end multi-host
 
     return LaunchOptions(
@@ -194,7 +195,9 @@ def train(config, overrides, extra_overrides, lr_scale, ref_gpus, **launch_kwarg
     if copts.fanout:
         from trainctl.cluster import dispatch  # ssh, hostfile, preflight: only for a fan-out
 
-        dispatch.run_from_cli(click.get_current_context(), copts, "train")
+        from trainctl.cli.forward import given_flags
+
+        dispatch.run_from_cli(given_flags(click.get_current_context()), copts, "train")
         return
     launch_kwargs["master_port"] = copts.master_port  # used by --launcher slurm
     # --- end multi-host

@@ -35,8 +35,9 @@ from typing import Callable, Mapping
 
 from trainctl import output
 from trainctl.errors import UserError
-from trainctl.launch.envutil import PADDLEJOB_VARIABLES
-from trainctl.launch.plan import is_ip, route_source_address
+from trainctl.core.envutil import PADDLEJOB_VARIABLES
+from trainctl.core.hostinfo import is_ip
+from trainctl.launch.plan import route_source_address
 
 POD_NAME_VARIABLE = "TRAINCTL_POD_NAME"  # downward API metadata.name (k8s-manifest sets it)
 POD_IP_VARIABLE = "TRAINCTL_POD_IP"  # downward API status.podIP (k8s-manifest sets it)
@@ -130,7 +131,7 @@ def _own_address(placement: PodPlacement, env: Mapping[str, str], resolve, maste
 
 
 def apply_kubeflow(kwargs: dict, env: Mapping[str, str] | None = None, hostname: str | None = None,
-                   resolve: Callable[[str], str] | None = None, launcher_given: bool | None = None,
+                   resolve: Callable[[str], str] | None = None, launcher_given: bool = False,
                    route: Callable[[str], str | None] | None = None) -> dict:
     """Fill the node flags from a PaddleJob pod for `--launcher kubeflow`, or when detected.
 
@@ -138,13 +139,12 @@ def apply_kubeflow(kwargs: dict, env: Mapping[str, str] | None = None, hostname:
     flag was. Returns the kwargs to plan with (launcher back to paddle's, `keep_env` and
     `placement` added for the plan) or, when nothing applies, the kwargs unchanged.
     """
-    from trainctl.cluster.options import in_paddlejob, launcher_was_given, node_flags_given
+    from trainctl.cluster.options import in_paddlejob, node_flags_given
 
     env = os.environ if env is None else env
     explicit = kwargs.get("launcher") == "kubeflow"
     if not explicit:
-        given = launcher_was_given() if launcher_given is None else launcher_given
-        if given or not in_paddlejob(env) or node_flags_given(kwargs):
+        if launcher_given or not in_paddlejob(env) or node_flags_given(kwargs):
             return kwargs
     elif node_flags_given(kwargs):
         raise UserError("--launcher kubeflow takes the nodes from the PaddleJob; drop --nnodes/--node-rank/--master/--host/--ips",

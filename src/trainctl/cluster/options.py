@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from trainctl.launch.envutil import PADDLEJOB_VARIABLES  # the operator's variables in a PaddleJob pod
+from trainctl.core.envutil import PADDLEJOB_VARIABLES  # the operator's variables in a PaddleJob pod
 
 DEFAULT_MASTER_PORT = 8090  # paddle's documented example port; preflight checks it is free
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -50,17 +50,6 @@ def pop_cluster_options(kwargs: dict) -> ClusterOptions:
 def node_flags_given(kwargs: Mapping) -> bool:
     """True when the user placed this node by hand (--nnodes/--master/--host/--ips): no engine overrides that."""
     return kwargs.get("nnodes", 1) != 1 or any(kwargs.get(k) for k in ("master", "host", "ips"))
-
-
-def launcher_was_given() -> bool:
-    """True when the running click command got --launcher on its command line (or from its environment)."""
-    import click
-    from click.core import ParameterSource
-
-    ctx = click.get_current_context(silent=True)
-    if ctx is None or "launcher" not in ctx.params:
-        return False
-    return ctx.get_parameter_source("launcher") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
 
 def in_slurm_step(env: Mapping[str, str]) -> bool:

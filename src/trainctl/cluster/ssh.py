@@ -21,7 +21,6 @@ The planning half (`plan_fanout`, `RemoteNode`) is pure; `FanOut` starts process
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import shlex
 import signal
@@ -36,6 +35,7 @@ from trainctl import output
 from trainctl.errors import RuntimeFailure, UserError
 from trainctl.cluster.options import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MASTER_PORT  # noqa: F401 (re-exported)
 from trainctl.cluster.hostfile import HostSpec
+from trainctl.core.hostinfo import is_ip
 
 DEFAULT_GRACE = 10.0  # seconds a remote job gets between SIGTERM and SIGKILL
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -96,7 +96,7 @@ def remote_command(workdir: str, env: dict[str, str], argv: Sequence[str], pytho
 
 def mask_argv(argv: Sequence[str]) -> list[str]:
     """`KEY=VALUE` arguments with a secret-looking key (`--env API_TOKEN=...`, `-o x.password=...`) masked."""
-    from trainctl.launch.envutil import MASK, is_secret
+    from trainctl.core.envutil import MASK, is_secret
 
     shown = []
     for item in argv:
@@ -107,7 +107,7 @@ def mask_argv(argv: Sequence[str]) -> list[str]:
 
 def masked_command(workdir: str, env: dict[str, str], argv: Sequence[str], python: str, grace: float) -> str:
     """remote_command as printed by dry runs: secret-looking values masked. What runs is never masked."""
-    from trainctl.launch.envutil import mask_secrets
+    from trainctl.core.envutil import mask_secrets
 
     return remote_command(workdir, mask_secrets(dict(env)), mask_argv(argv), python, grace)
 
@@ -151,14 +151,6 @@ class FanoutPlan:
             shown = masked_command(node.workdir, dict(node.env), node.argv, self.python, self.grace)
             lines.append(shlex.join(self.settings.argv(node.host) + [shown]))
         return "\n".join(lines)
-
-
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def resolve_ipv4(name: str) -> str:
@@ -458,29 +450,31 @@ def run_fanout(plan: FanoutPlan, max_restarts: int = 0, sleep: Callable[[float],
     backoff the controller starts every host again with `--resume auto`, up to N times.
     The hosts themselves run without --max-restarts, so one party decides.
     """
-    from trainctl.launch.flow import backoff_seconds
+    from trainctl.core.restart import run_with_restarts
 
-    attempt = 0
-    while True:
+    def run_once(attempt: int):
         output.info(f"starting {len(plan.nodes)} hosts, master {plan.master}"
                     + (f" (attempt {attempt + 1} of {max_restarts + 1})" if max_restarts else ""))
         try:
-            results = FanOut(plan).run()
-            break
+            return FanOut(plan).run()
         except UserError:
             raise  # bad input fails the same way again
         except RuntimeFailure as exc:
-            if attempt >= max_restarts:
-                if attempt:
-                    raise RuntimeFailure(f"after {attempt} restart{'s' if attempt > 1 else ''} "
-                                         f"(--max-restarts {max_restarts}), the last attempt failed: {exc.message}",
-                                         hint=exc.hint) from None
-                raise
-            attempt += 1
-            wait = backoff_seconds(attempt)
-            output.warn(f"attempt {attempt} of {max_restarts + 1} failed: {exc.message}; restarting every host "
-                        f"in {wait:g}s from the newest complete checkpoint (--resume auto)")
-            sleep(wait)
-            plan = with_resume_auto(plan)
+            return exc
+
+    def before_wait(attempt: int, wait: float, exc: RuntimeFailure) -> None:
+        nonlocal plan
+        output.warn(f"attempt {attempt} of {max_restarts + 1} failed: {exc.message}; restarting every host "
+                    f"in {wait:g}s from the newest complete checkpoint (--resume auto)")
+        plan = with_resume_auto(plan)
+
+    results, attempt, _ = run_with_restarts(run_once, lambda result, _n: isinstance(result, RuntimeFailure),
+                                            max_restarts, before_wait, sleep)
+    if isinstance(results, RuntimeFailure):
+        if attempt:
+            raise RuntimeFailure(f"after {attempt} restart{'s' if attempt > 1 else ''} "
+                                 f"(--max-restarts {max_restarts}), the last attempt failed: {results.message}",
+                                 hint=results.hint) from None
+        raise results
     rows = [[r.node.label, r.node.addr, str(r.returncode)] for r in results]
     output.info(output.table(rows, headers=["host", "address", "exit"]))

@@ -18,7 +18,6 @@ is `<python> -m trainctl.runner.worker` with the same interpreter as trainctl.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shlex
 import sys
@@ -27,7 +26,9 @@ from pathlib import Path
 from typing import Callable
 
 from trainctl.errors import UserError
-from trainctl.launch import envutil, netpresets, ppdet_source
+from trainctl.core import envutil, ppdet_source
+from trainctl.core.hostinfo import is_ip
+from trainctl.launch import netpresets
 from trainctl.launch.devices import DeviceChoice, DeviceEnv, choose_devices
 from trainctl.launch.lr import LRReport
 
@@ -57,7 +58,7 @@ class LaunchOptions:
     env: tuple[str, ...] = ()
     lr_scale: str = "linear"
     ref_gpus: int | None = None
-    ppdet: str | None = None  # --ppdet DIR (see launch/ppdet_source.py for the rule)
+    ppdet: str | None = None  # --ppdet DIR (see core/ppdet_source.py for the rule)
     # set by a cluster engine that placed this node from its scheduler's environment (cluster/kubeflow.py):
     keep_env: tuple[str, ...] = ()  # stale-looking variables that are this run's input: not removed
     placement: dict | None = None  # {"kind", "title", "rows": [[key, text], ...], ...}: shown by --dry-run
@@ -254,14 +255,6 @@ def parse_master(master: str) -> tuple[str, int]:
         raise UserError(f"--master {master!r} is not HOST:PORT",
                         hint="e.g. --master 10.0.0.1:8090 (the address of node 0 and a free port)")
     return host.strip("[]"), int(port)
-
-
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
 
 
 # ---------------------------------------------------------------- building

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from trainctl.errors import RuntimeFailure, UserError
 from trainctl.fsutil import atomic_write_bytes, atomic_write_text
-from trainctl.launch.hostinfo import cpu_count
+from trainctl.core.hostinfo import cpu_count
 from trainctl.runner.predictor_config import PredictorOptions, apply_calls, predictor_calls
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")

@@ -24,7 +24,7 @@ import time
 
 from ppdet.engine.callbacks import Callback
 
-from trainctl.launch.progress import PHASE_TRAIN, heartbeat_path, write_heartbeat
+from trainctl.core.heartbeat import PHASE_TRAIN, heartbeat_path, write_heartbeat
 
 
 def epoch_seed(seed: int, rank: int, epoch: int) -> int:

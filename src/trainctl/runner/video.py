@@ -79,7 +79,7 @@ def infer_video(model_dir: str, deploy, output_dir: str, threshold: float, threa
     """Run the exported model over every frame; write the annotated video and the JSON lines; returns a summary."""
     import cv2
 
-    from trainctl.launch.hostinfo import cpu_count
+    from trainctl.core.hostinfo import cpu_count
     from trainctl.runner.compat import quiet_ppdet_warnings
     from trainctl.runner.predict import ExportedModel, draw_detections
 

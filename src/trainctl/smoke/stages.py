@@ -200,7 +200,7 @@ def _error_line(tail: list[str]) -> str:
 
 def run_stage(stage: Stage, timeout: float, cwd: str | None = None) -> None:
     """Run the stage's command, its output to its log (stdout to its report file when it has one)."""
-    from trainctl.launch.executor import _parent_death_signal
+    from trainctl.core.procutil import parent_death_signal
 
     Path(stage.log).parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -214,7 +214,7 @@ def run_stage(stage: Stage, timeout: float, cwd: str | None = None) -> None:
         try:
             child = subprocess.Popen(stage.argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=log if stage.report else subprocess.STDOUT,
-                                     preexec_fn=_parent_death_signal)
+                                     preexec_fn=parent_death_signal)
             timed_out = False
             try:
                 code = child.wait(timeout=timeout)

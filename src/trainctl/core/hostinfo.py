@@ -7,7 +7,9 @@ command shows the same facts that the network presets are built from.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,3 +200,23 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "Hardware", "cpu model") and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def is_ip(text: str) -> bool:
+    """True for an IPv4 or IPv6 address (not a host name)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
