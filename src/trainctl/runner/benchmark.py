@@ -7,7 +7,7 @@ preprocess / inference / postprocess time in ms per image (mean, p50, p90),
 images/s, CPU RSS and GPU memory.
 
 The model, its preprocessing and the output decoding are the runner's
-(`runner/predict.py`: ExportedModel, its Preprocessor, rows_to_detections);
+(`runner/predict.py`: ExportedModel; runner/preprocess.py: its Preprocessor; runner/results.py: rows_to_detections);
 this module only times them. The stages, per batch:
 
 - preprocess: read and decode each image, the infer_cfg.yml steps, stack the
@@ -155,7 +155,8 @@ def environment(model, threads: int, use_gpu: bool) -> dict:
 
 def time_batch(model, paths: list[str], threshold: float) -> tuple[dict, list, tuple]:
     """Run one batch through the three stages; returns (seconds per stage, detections, input shape)."""
-    from trainctl.runner.predict import rows_to_detections, split_rows, stack_batch
+    from trainctl.runner.preprocess import split_rows, stack_batch
+    from trainctl.runner.results import rows_to_detections
 
     t0 = time.perf_counter()
     inputs = stack_batch([model.preprocess(model.read_rgb(p)) for p in paths])  # as `trainctl infer --batch-size` stacks
@@ -175,17 +176,18 @@ def run_benchmark(model_dir: str, image_dir: str | None = None, batch_size: int 
     """Benchmark an exported model on the images of image_dir (or one image, img); returns the report (docs/runs.md)."""
     from trainctl.runner import predict, session
     from trainctl.runner.compat import quiet_ppdet_warnings
+    from trainctl.runner.preprocess import batches_of, load_infer_cfg
 
     check_options(batch_size, threads, warmup, repeats)
     images = predict.list_images(img, image_dir)
-    predict.load_infer_cfg(model_dir)  # a clear error before paddle starts
+    load_infer_cfg(model_dir)  # a clear error before paddle starts
     quiet_ppdet_warnings()
     rss_before = rss_mb()
     if use_gpu is None:
         use_gpu = session.cuda_available()
     model = predict.ExportedModel(model_dir, threads=threads, use_gpu=use_gpu, onednn=onednn)
     rss_loaded = rss_mb()
-    batches = predict.batches_of(images, batch_size)
+    batches = batches_of(images, batch_size)
 
     for i in range(warmup):
         time_batch(model, batches[i % len(batches)], threshold)

@@ -115,7 +115,8 @@ def install_callbacks(trainer, job, rank: int = 0, resume_entry: dict | None = N
     """ppdet's callbacks with AtomicCheckpointer for its Checkpointer; DataOrder first (it shifts
     step_id for the others on a mid-epoch resume), the Heartbeat last."""
     from trainctl.runner.monitor import install_monitors
-    from trainctl.runner.progress import DataOrder, Heartbeat
+    from trainctl.runner.data_order import DataOrder
+    from trainctl.runner.progress import Heartbeat
 
     callbacks = trainer_callbacks(trainer)
     heartbeat = Heartbeat(trainer, job.run_dir, rank)
