@@ -40,6 +40,23 @@ def option_words(param: click.Option, value) -> list[str]:
     return [name, str(value)]
 
 
+def train_flags(*names: str) -> tuple[str, ...]:
+    """Every spelling of these `trainctl train` options (for commands that set them themselves)."""
+    from trainctl.cli.train import train
+
+    params = {p.name: p for p in train.params}
+    return tuple(flag for name in names for flag in (*params[name].opts, *params[name].secondary_opts))
+
+
+def refuse_flags(args: list[str], names: tuple[str, ...], why: str, hint: str) -> None:
+    """UserError when `args` (words for `trainctl train`) give one of these options."""
+    from trainctl.errors import UserError
+
+    for flag in train_flags(*names):
+        if any(a == flag or a.startswith(flag + "=") for a in args):
+            raise UserError(f"{flag} {why}", hint=hint.format(flag=flag))
+
+
 def given_flags(ctx: click.Context) -> GivenFlags:
     """The command's parameters, which options the user gave, and those options as words."""
     words = []

@@ -7,6 +7,7 @@ import click
 
 from trainctl.cli.forward import given_flags
 from trainctl.cli.multihost import cluster_options
+from trainctl.cluster.options import NODE_PARAMS, PLACERS  # NODE_PARAMS: eval runs on node 0 alone
 from trainctl.cli.train import launch_options, launch_options_from, ppdet_style_overrides
 from trainctl.core.cmdline import GivenFlags
 from trainctl.smoke.comm import DEFAULT_MAX_ITERS, DEFAULT_SIZES
@@ -14,8 +15,6 @@ from trainctl.smoke.comm import DEFAULT_MAX_ITERS, DEFAULT_SIZES
 # smoke's own parameters; every other option (train's launch_options) is forwarded to the stages as typed
 OWN = ("config", "overrides", "sample_data", "no_pretrained", "no_data_check", "amp", "iters", "output", "as_json",
        "comm", "comm_only", "comm_sizes", "comm_iters", "stage_timeout", "dry_run")
-NODE_PARAMS = ("nnodes", "node_rank", "master", "host", "ips")  # eval runs on node 0 alone
-PLACERS = ("slurm", "kubeflow")  # launchers that take the nodes (and devices) from their environment
 
 
 def forwarded_flags(given: GivenFlags, lopts):

@@ -22,7 +22,7 @@ from trainctl import output
 from trainctl.errors import UserError
 from trainctl.cluster import slurm as slurmmod
 from trainctl.cluster.options import CLUSTER_PARAMS, ClusterOptions, pop_cluster_options  # noqa: F401 (re-exported)
-from trainctl.cluster.options import node_flags_given
+from trainctl.cluster.options import NODE_PARAMS, node_flags_given  # NODE_PARAMS: set per host by the fan-out
 from trainctl.core.cmdline import GivenFlags
 from trainctl.cluster.hostfile import HostSpec, parse_hosts_arg, read_hostfile
 from trainctl.cluster.ssh import (
@@ -35,8 +35,6 @@ from trainctl.cluster.ssh import (
     run_fanout,
 )
 
-# set per host by the fan-out
-NODE_PARAMS = ("nnodes", "node_rank", "host", "ips", "master")
 DEVICE_PARAMS = ("gpus", "nproc")
 # max_restarts: the fan-out controller restarts every host itself (ssh.run_fanout)
 NOT_FORWARDED = set(CLUSTER_PARAMS) | set(NODE_PARAMS) | {"dry_run", "max_restarts"}

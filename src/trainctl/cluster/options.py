@@ -16,6 +16,9 @@ from trainctl.core.envutil import PADDLEJOB_VARIABLES  # the operator's variable
 DEFAULT_MASTER_PORT = 8090  # paddle's documented example port; preflight checks it is free
 DEFAULT_CONNECT_TIMEOUT = 10
 
+# parameters of `train` that place this node among the others (set per host by the fan-out, by Slurm, by a PaddleJob)
+NODE_PARAMS = ("nnodes", "node_rank", "master", "host", "ips")
+PLACERS = ("slurm", "kubeflow")  # launchers that take the nodes (and devices) from their environment
 # parameters of `train` that belong to the fan-out itself (never forwarded)
 CLUSTER_PARAMS = ("hostfile", "hosts", "remote_workdir", "remote_python", "ssh_options", "ssh_port",
                   "connect_timeout", "master_port", "no_preflight")

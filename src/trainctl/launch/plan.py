@@ -31,30 +31,16 @@ from trainctl.core.hostinfo import is_ip
 from trainctl.launch import netpresets
 from trainctl.launch.devices import DeviceChoice, DeviceEnv, choose_devices
 from trainctl.launch.lr import LRReport
+from trainctl.launch.options import NetworkOptions, PlacementOptions
 
 WORKER_MODULE = "trainctl.runner.worker"
 LAUNCHERS = ("paddle", "fleetrun")
 
 
 @dataclass
-class LaunchOptions:
-    """The device, node and network flags shared by `train` and `eval`."""
+class LaunchOptions(PlacementOptions, NetworkOptions):
+    """The device, node and network flags shared by `train` and `eval` (launch/options.py), and the run's environment."""
 
-    device: str = "auto"
-    gpus: str | None = None
-    nproc: int | None = None
-    launcher: str = "paddle"
-    nnodes: int = 1
-    node_rank: int = 0
-    master: str | None = None
-    host: str | None = None
-    ips: str | None = None
-    net: str = "auto"
-    ifname: str | None = None
-    hca: str | None = None
-    gid_index: int | None = None
-    gdr_level: str = "PHB"
-    nccl_debug: bool = False
     env: tuple[str, ...] = ()
     lr_scale: str = "linear"
     ref_gpus: int | None = None
