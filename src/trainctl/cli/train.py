@@ -42,29 +42,29 @@ def ppdet_style_overrides(overrides, extra) -> list[str]:
 
 
 def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | None = None):
+    """launch.plan.LaunchOptions from the launch flags; a cluster engine that applies places the node."""
     from trainctl.launch.options import NETWORK_FIELDS, PLACEMENT_FIELDS
     from trainctl.launch.plan import LaunchOptions
 
+    master_port = kwargs.pop("master_port", None)
+    opts = LaunchOptions(
+        **{name: kwargs[name] for name in PLACEMENT_FIELDS + NETWORK_FIELDS},
+        env=tuple(kwargs["env"]), lr_scale=lr_scale, ref_gpus=ref_gpus, ppdet=kwargs.get("ppdet"),
+    )
     # --- multi-host (trainctl.cluster): --launcher kubeflow / a PaddleJob pod, --launcher slurm / an srun step
     from trainctl.cli.forward import launcher_was_given
     from trainctl.cluster.options import kubeflow_may_apply, slurm_may_apply
 
-    master_port = kwargs.pop("master_port", None)
-    if kubeflow_may_apply(kwargs, os.environ):  # each engine is loaded only when it can matter
+    if kubeflow_may_apply(opts, os.environ):  # each engine is loaded only when it can matter
         from trainctl.cluster.kubeflow import apply_kubeflow
 
-        kwargs = apply_kubeflow(kwargs, launcher_given=launcher_was_given())
-    if slurm_may_apply(kwargs, os.environ):
+        opts = apply_kubeflow(opts, launcher_given=launcher_was_given())
+    if slurm_may_apply(opts, os.environ):
         from trainctl.cluster.dispatch import apply_slurm
 
-        kwargs = apply_slurm(kwargs, master_port=master_port, launcher_given=launcher_was_given())
+        opts = apply_slurm(opts, master_port=master_port, launcher_given=launcher_was_given())
     # --- end multi-host
-
-    return LaunchOptions(
-        **{name: kwargs[name] for name in PLACEMENT_FIELDS + NETWORK_FIELDS},
-        env=tuple(kwargs["env"]), lr_scale=lr_scale, ref_gpus=ref_gpus,
-        keep_env=tuple(kwargs.get("keep_env", ())), placement=kwargs.get("placement"), ppdet=kwargs.get("ppdet"),
-    )
+    return opts
 
 
 def _duration(text: str | None) -> float | None:

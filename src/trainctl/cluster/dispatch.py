@@ -12,11 +12,11 @@ The CLI hands over its parsed parameters (a core.cmdline.GivenFlags, never click
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
-from typing import Mapping
-
+from typing import TYPE_CHECKING, Mapping
 
 from trainctl import output
 from trainctl.errors import UserError
@@ -34,6 +34,9 @@ from trainctl.cluster.ssh import (
     resolve_ipv4,
     run_fanout,
 )
+
+if TYPE_CHECKING:
+    from trainctl.launch.plan import LaunchOptions
 
 DEVICE_PARAMS = ("gpus", "nproc")
 # max_restarts: the fan-out controller restarts every host itself (ssh.run_fanout)
@@ -213,38 +216,37 @@ def run_from_cli(flags: GivenFlags, copts: ClusterOptions, task: str = "train") 
 # ------------------------------------------------------------------ Slurm
 
 
-def apply_slurm(kwargs: dict, master_port: int | None = None, env: Mapping[str, str] | None = None,
-                resolve=resolve_ipv4, launcher_given: bool = False) -> dict:
-    """Fill the node and device flags from Slurm for `--launcher slurm` or an srun step.
+def apply_slurm(opts: LaunchOptions, master_port: int | None = None, env: Mapping[str, str] | None = None,
+                resolve=resolve_ipv4, launcher_given: bool = False) -> LaunchOptions:
+    """Fill the node and device options from Slurm for `--launcher slurm` or an srun step.
 
-    Returns the kwargs to plan with (launcher set back to paddle's). Auto-detection
-    (inside srun, no node flags, --launcher not given: `launcher_given`) says so in one line; pass
-    `--launcher paddle` to ignore Slurm.
+    Returns the options to plan with (launcher set back to paddle's). Auto-detection
+    (inside srun, no node flags, --launcher not given: `launcher_given`) says so in one line;
+    pass `--launcher paddle` to ignore Slurm.
     """
     env = os.environ if env is None else env
-    kwargs = dict(kwargs)
-    explicit = kwargs.get("launcher") == "slurm"
+    explicit = opts.launcher == "slurm"
     if not explicit:
-        if launcher_given or not slurmmod.in_slurm_step(env) or node_flags_given(kwargs):
-            return kwargs
-    elif node_flags_given(kwargs):
+        if launcher_given or not slurmmod.in_slurm_step(env) or node_flags_given(opts):
+            return opts
+    elif node_flags_given(opts):
         raise UserError("--launcher slurm takes the nodes from Slurm; drop --nnodes/--node-rank/--master/--host/--ips",
                         hint="or use those flags without --launcher slurm")
     placement = slurmmod.placement_from_env(env, master_port)
-    kwargs["launcher"] = "paddle"
+    changes: dict = {"launcher": "paddle"}
     if placement.nnodes > 1:
-        kwargs["nnodes"] = placement.nnodes
-        kwargs["node_rank"] = placement.node_rank
-        kwargs["master"] = f"{_resolve(placement.master_host, resolve)}:{placement.master_port}"
-        kwargs["host"] = _resolve(placement.node_name, resolve)
-    if placement.gpus is not None and not kwargs.get("gpus") and not kwargs.get("nproc") \
-            and kwargs.get("device") != "cpu":
-        kwargs["gpus"] = ",".join(str(g) for g in placement.gpus)
+        changes["nnodes"] = placement.nnodes
+        changes["node_rank"] = placement.node_rank
+        changes["master"] = f"{_resolve(placement.master_host, resolve)}:{placement.master_port}"
+        changes["host"] = _resolve(placement.node_name, resolve)
+    if placement.gpus is not None and not opts.gpus and not opts.nproc and opts.device != "cpu":
+        changes["gpus"] = ",".join(str(g) for g in placement.gpus)
+    opts = dataclasses.replace(opts, **changes)
     how = "--launcher slurm" if explicit else "srun step detected (--launcher paddle to ignore Slurm)"
-    devices = f", GPUs {kwargs['gpus']} (from {placement.gpus_from})" if placement.gpus and kwargs.get("gpus") else ""
+    devices = f", GPUs {opts.gpus} (from {placement.gpus_from})" if placement.gpus and opts.gpus else ""
     output.info(f"Slurm job {placement.job_id}: node {placement.node_rank} of {placement.nnodes} "
-                f"({placement.node_name}), master {kwargs.get('master') or placement.master_host}{devices}; {how}")
-    return kwargs
+                f"({placement.node_name}), master {opts.master or placement.master_host}{devices}; {how}")
+    return opts
 
 
 def _resolve(name: str, resolve) -> str:

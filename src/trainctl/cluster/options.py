@@ -50,9 +50,11 @@ def pop_cluster_options(kwargs: dict) -> ClusterOptions:
     return ClusterOptions(**values)
 
 
-def node_flags_given(kwargs: Mapping) -> bool:
-    """True when the user placed this node by hand (--nnodes/--master/--host/--ips): no engine overrides that."""
-    return kwargs.get("nnodes", 1) != 1 or any(kwargs.get(k) for k in ("master", "host", "ips"))
+def node_flags_given(opts) -> bool:
+    """True when the user placed this node by hand (--nnodes/--master/--host/--ips): no engine overrides that.
+
+    `opts`: a launch.options.PlacementOptions (or LaunchOptions)."""
+    return opts.nnodes != 1 or any((opts.master, opts.host, opts.ips))
 
 
 def in_slurm_step(env: Mapping[str, str]) -> bool:
@@ -60,12 +62,12 @@ def in_slurm_step(env: Mapping[str, str]) -> bool:
     return bool(env.get("SLURM_JOB_ID")) and bool(env.get("SLURM_STEP_ID") or env.get("SLURM_STEPID"))
 
 
-def slurm_may_apply(kwargs: Mapping, env: Mapping[str, str]) -> bool:
-    """False when `cluster.apply_slurm` would leave these launch flags unchanged.
+def slurm_may_apply(opts, env: Mapping[str, str]) -> bool:
+    """False when `cluster.apply_slurm` would leave these launch options unchanged.
 
     That is: --launcher is not slurm and this process is not in an srun step.
     """
-    return kwargs.get("launcher") == "slurm" or in_slurm_step(env)
+    return opts.launcher == "slurm" or in_slurm_step(env)
 
 
 
@@ -74,9 +76,9 @@ def in_paddlejob(env: Mapping[str, str]) -> bool:
     return all(env.get(name) for name in PADDLEJOB_VARIABLES)
 
 
-def kubeflow_may_apply(kwargs: Mapping, env: Mapping[str, str]) -> bool:
-    """False when `cluster.kubeflow.apply_kubeflow` would leave these launch flags unchanged.
+def kubeflow_may_apply(opts, env: Mapping[str, str]) -> bool:
+    """False when `cluster.kubeflow.apply_kubeflow` would leave these launch options unchanged.
 
     That is: --launcher is not kubeflow and the PaddleJob variables are not all set.
     """
-    return kwargs.get("launcher") == "kubeflow" or in_paddlejob(env)
+    return opts.launcher == "kubeflow" or in_paddlejob(env)
