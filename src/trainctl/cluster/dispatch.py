@@ -32,14 +32,14 @@ from trainctl.cluster.ssh import (
     parse_ssh_option,
     plan_fanout,
     resolve_ipv4,
-    run_fanout,
 )
+from trainctl.cluster.fanout import run_fanout
 
 if TYPE_CHECKING:
     from trainctl.launch.plan import LaunchOptions
 
 DEVICE_PARAMS = ("gpus", "nproc")
-# max_restarts: the fan-out controller restarts every host itself (ssh.run_fanout)
+# max_restarts: the fan-out controller restarts every host itself (fanout.run_fanout)
 NOT_FORWARDED = set(CLUSTER_PARAMS) | set(NODE_PARAMS) | {"dry_run", "max_restarts"}
 
 

@@ -22,7 +22,7 @@ instead: nodes = PADDLE_NNODES, rank = the pod's index, master = PADDLE_MASTER (
 when it can be), and this pod's address (--host) from, in order: TRAINCTL_POD_IP
 (downward API status.podIP, set by k8s-manifest); on worker 0 the master's IP, its own;
 the pod name as the pod resolves it (kubelet writes `<pod IP> <pod name>` into the pod's
-/etc/hosts); else the route to the master (trainctl.launch.plan). The three variables are
+/etc/hosts); else the route to the master (trainctl.core.hostinfo). The three variables are
 kept in the launcher's environment (paddle launch reads them; they agree with the flags).
 """
 
@@ -37,8 +37,8 @@ from typing import Callable, Mapping
 from trainctl import output
 from trainctl.errors import UserError
 from trainctl.core.envutil import PADDLEJOB_VARIABLES
-from trainctl.core.hostinfo import is_ip
-from trainctl.launch.plan import LaunchOptions, route_source_address
+from trainctl.core.hostinfo import is_ip, route_source_address
+from trainctl.launch.plan import LaunchOptions
 
 POD_NAME_VARIABLE = "TRAINCTL_POD_NAME"  # downward API metadata.name (k8s-manifest sets it)
 POD_IP_VARIABLE = "TRAINCTL_POD_IP"  # downward API status.podIP (k8s-manifest sets it)

@@ -1,5 +1,5 @@
 """Restart with backoff: one loop for the single-node launcher (`launch/flow.py`, `--max-restarts`)
-and the ssh fan-out's controller (`cluster/ssh.run_fanout`), which restarts every host."""
+and the ssh fan-out's controller (`cluster/fanout.run_fanout`), which restarts every host."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from typing import Callable
 
 from trainctl.errors import UserError
 from trainctl.core import envutil, ppdet_source
-from trainctl.core.hostinfo import is_ip
+from trainctl.core.hostinfo import free_port, is_ip, is_local_address, port_in_use, route_source_address
 from trainctl.launch import netpresets
 from trainctl.launch.devices import DeviceChoice, DeviceEnv, choose_devices
 from trainctl.launch.lr import LRReport
@@ -161,60 +161,6 @@ class Plan:
         return data
 
 
-# ---------------------------------------------------------------- host probes
-# (each imports socket when it runs: a single-node plan calls none of them)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
-def _is_local_address(host: str) -> bool:
-    """True when `host` is an address of this machine (binding to it works)."""
-    import socket
-
-    try:
-        address = socket.gethostbyname(host)
-    except OSError:
-        return False
-    if address.startswith("127."):
-        return True
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((address, 0))
-            return True
-        except OSError:
-            return False
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("", port))
-            return False
-        except OSError:
-            return True
-
-
-def route_source_address(host: str) -> str | None:
-    """The local address the kernel would use to reach `host` (a UDP connect sends nothing)."""
-    import socket
-
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect((host, 9))
-            return s.getsockname()[0]
-    except OSError:
-        return None
-
-
 def default_context(environ: dict[str, str] | None = None, strict: bool = True) -> PlanContext:
     from trainctl.launch.devices import detect_device_env
 
@@ -273,7 +219,7 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
             raise UserError(f"--nnodes {opts.nnodes} but --ips names {len(ips)} nodes")
         nnodes = len(ips)
         if host is None:
-            is_local = ctx.is_local_address or _is_local_address
+            is_local = ctx.is_local_address or is_local_address
             mine = [ip for ip in ips if is_local(ip)]
             host = mine[0] if mine else None
         if host in ips:
@@ -295,11 +241,11 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
     if master:
         master_host, master_port = parse_master(master)
         if node_rank == 0 and not master.startswith("etcd://"):
-            is_local = ctx.is_local_address or _is_local_address
+            is_local = ctx.is_local_address or is_local_address
             if not is_local(master_host):
                 problem(f"this is node 0, which hosts the master, but {master_host} is not an address of this host",
                         "run node rank 0 on the --master host, or fix --master")
-            elif (ctx.port_in_use or _port_in_use)(master_host, master_port):
+            elif (ctx.port_in_use or port_in_use)(master_host, master_port):
                 problem(f"master port {master_port} is already in use on this host",
                         "pick another port in --master (the same on every node)")
     world_size = nnodes * device.nproc_per_node
@@ -310,7 +256,7 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
     else:
         launcher = opts.launcher
         if nnodes == 1 and not master:
-            master = f"127.0.0.1:{(ctx.free_port or _free_port)()}"
+            master = f"127.0.0.1:{(ctx.free_port or free_port)()}"
 
     if host is None and nnodes > 1 and master_host:
         if node_rank == 0 and is_ip(master_host):
