@@ -5,7 +5,6 @@ reports per-host outcomes and restarts every host for --max-restarts (core/resta
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import threading

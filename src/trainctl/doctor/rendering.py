@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 from typing import Any
 
 from trainctl.doctor.verdict import auto_text, fmt_list, gpu_text, iface_text, port_text

@@ -29,7 +29,6 @@ detections, drawing and the result files runner/results.py.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
