@@ -113,13 +113,9 @@ class _Stop(Exception):
 
 def _die_with_parent() -> None:
     """Linux: the server gets SIGTERM when trainctl dies, even by SIGKILL (best effort elsewhere)."""
-    try:
-        import ctypes
+    from trainctl.core.procutil import parent_death_signal
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    parent_death_signal(signal.SIGTERM)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -40,7 +40,7 @@ def atomic_target(path: str | os.PathLike, mode: int = 0o644, suffix: str = ".tm
             pass
         raise
     if fsync:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, mode: int = 0o644, fsync: bool = True) -> None:
@@ -52,7 +52,8 @@ def atomic_write_text(path: str | os.PathLike, text: str, mode: int = 0o644) -> 
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory so that a rename in it survives a crash (best effort: errors are ignored)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -69,3 +69,14 @@ def table(rows: list[list[str]], headers: list[str] | None = None) -> str:
         if headers and n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def fmt_value(value, digits: int = 2) -> str:
+    """A report cell: "-" for None, on/off for booleans, fixed digits for floats."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)

@@ -23,7 +23,7 @@ from typing import Any
 
 from trainctl import __version__
 from trainctl.fsutil import atomic_write_text
-from trainctl.launch import envutil
+from trainctl.core import envutil
 
 RUN_FILE = "run.json"
 

@@ -47,7 +47,7 @@ def error_lines(stderr: str) -> list[str]:
 def write_run(workdir: Path, run_dir: Path, task: str, overrides: list[str] = (), **job_fields) -> Path:
     """config.yml + job.json as the launcher writes them; returns the job path."""
     from trainctl.config import dump_yaml, resolve
-    from trainctl.runner.job import CONFIG_FILE, JOB_FILE, Job
+    from trainctl.core.job import CONFIG_FILE, JOB_FILE, Job
 
     run_dir.mkdir(parents=True, exist_ok=True)
     rc = resolve(SMOKE_CONFIG, overrides=list(overrides))

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from trainctl.launch import executor, hostinfo, netpresets
+from trainctl.core import hostinfo
+from trainctl.launch import executor, netpresets
 from trainctl.launch.devices import DeviceEnv, PaddleBuild
 from trainctl.launch.plan import LaunchOptions, PlanContext, build_plan
 

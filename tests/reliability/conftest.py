@@ -2,7 +2,7 @@
 
 Every case runs the real CLI as a subprocess (`python -m trainctl ...`), the way a
 user meets it. After a run of the whole suite (every file, no -k/-m) the hook below writes
-tests/reliability/last_run.json:
+benchmarks/results/reliability_last_run.json (a generated result, kept out of tests/):
 per case class (bad input, faults, security) how many cases were tried and passed,
 and every case's outcome; docs/reliability.md quotes those figures
 (`python tests/reliability/figures.py` prints the table).
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-FIGURES_FILE = HERE / "last_run.json"
+FIGURES_FILE = HERE.parents[1] / "benchmarks" / "results" / "reliability_last_run.json"
 # test module -> case class in docs/reliability.md
 CLASSES = {
     "test_bad_input.py": "bad input",

@@ -1,6 +1,6 @@
 """Print the figures of the reliability suite's last run as Markdown (for docs/reliability.md).
 
-    python -m pytest tests/reliability        # writes tests/reliability/last_run.json
+    python -m pytest tests/reliability        # writes benchmarks/results/reliability_last_run.json
     python tests/reliability/figures.py       # prints the tables from it
 """
 
@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-FIGURES_FILE = Path(__file__).resolve().parent / "last_run.json"
+FIGURES_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "reliability_last_run.json"
 ORDER = ["bad input", "faults", "security", "restarts and hangs"]
 
 

@@ -4,7 +4,7 @@ Each case trains the CPU smoke config on the shared 8-image sample (7 train
 images, batch 2) with real paddle, in two CPU processes through
 paddle.distributed.launch where the case is about workers. Timings are
 measured from the moment the fault is injected and recorded in
-tests/reliability/last_run.json (docs/reliability.md quotes them).
+benchmarks/results/reliability_last_run.json (docs/reliability.md quotes them).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Real training on CPU (the smoke config at 128 px on the shared 8-image sample: 7
 train images, batch 2, so 3 iterations per epoch for one process, 2 per rank for
 two). Faults are injected into real worker processes (SIGKILL, SIGSTOP); the
-timings are recorded in tests/reliability/last_run.json (docs/reliability.md).
+timings are recorded in benchmarks/results/reliability_last_run.json (docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainctl.launch import hostinfo, netpresets
+from trainctl.core import hostinfo
+from trainctl.launch import netpresets
 from trainctl.launch.devices import DeviceEnv, PaddleBuild
 from trainctl.launch.plan import LaunchOptions, PlanContext, build_plan
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import replace
 
 import pytest
 
 from launch_helpers import cli_run
 from trainctl.errors import UserError
+from trainctl.launch.plan import LaunchOptions
 from trainctl.cluster.dispatch import apply_slurm
 
 PY = sys.executable
@@ -113,37 +115,37 @@ def test_unresolvable_host_is_a_warning_in_dry_run_and_an_error_otherwise(capsys
 
 STEP = {"SLURM_JOB_ID": "55", "SLURM_STEP_ID": "0", "SLURM_JOB_NODELIST": "gpu[1-2]", "SLURM_NNODES": "2",
         "SLURM_NODEID": "1", "SLURM_NTASKS": "2", "SLURMD_NODENAME": "gpu2", "CUDA_VISIBLE_DEVICES": "3,5"}
-BASE = {"launcher": "paddle", "nnodes": 1, "node_rank": 0, "master": None, "host": None, "ips": None,
-        "gpus": None, "nproc": None, "device": "auto"}
+BASE = LaunchOptions(launcher="paddle", nnodes=1, node_rank=0, master=None, host=None, ips=None,
+                     gpus=None, nproc=None, device="auto")
 ADDRS = {"gpu1": "10.1.0.1", "gpu2": "10.1.0.2"}
 
 
 def test_apply_slurm_fills_node_and_device_flags():
-    kwargs = apply_slurm(dict(BASE, launcher="slurm"), env=STEP, resolve=ADDRS.__getitem__)
-    assert kwargs["launcher"] == "paddle"
-    assert (kwargs["nnodes"], kwargs["node_rank"], kwargs["master"], kwargs["host"], kwargs["gpus"]) == (
+    kwargs = apply_slurm(replace(BASE, launcher="slurm"), env=STEP, resolve=ADDRS.__getitem__)
+    assert kwargs.launcher == "paddle"
+    assert (kwargs.nnodes, kwargs.node_rank, kwargs.master, kwargs.host, kwargs.gpus) == (
         2, 1, "10.1.0.1:20055", "10.1.0.2", "0,1")
     # auto-detected inside an srun step when no node flags are given
-    assert apply_slurm(dict(BASE), env=STEP, resolve=ADDRS.__getitem__)["nnodes"] == 2
+    assert apply_slurm(BASE, env=STEP, resolve=ADDRS.__getitem__).nnodes == 2
     # the user's own devices and port win
-    kwargs = apply_slurm(dict(BASE, launcher="slurm", gpus="1"), master_port=29500, env=STEP,
+    kwargs = apply_slurm(replace(BASE, launcher="slurm", gpus="1"), master_port=29500, env=STEP,
                          resolve=ADDRS.__getitem__)
-    assert kwargs["gpus"] == "1" and kwargs["master"] == "10.1.0.1:29500"
+    assert kwargs.gpus == "1" and kwargs.master == "10.1.0.1:29500"
 
 
 def test_apply_slurm_leaves_other_runs_alone():
-    assert apply_slurm(dict(BASE), env={}) == BASE
-    assert apply_slurm(dict(BASE, nnodes=2, master="1.2.3.4:5"), env=STEP)["master"] == "1.2.3.4:5"
+    assert apply_slurm(BASE, env={}) == BASE
+    assert apply_slurm(replace(BASE, nnodes=2, master="1.2.3.4:5"), env=STEP).master == "1.2.3.4:5"
     allocation_only = {k: v for k, v in STEP.items() if k != "SLURM_STEP_ID"}  # salloc shell, not srun
-    assert apply_slurm(dict(BASE), env=allocation_only) == BASE
+    assert apply_slurm(BASE, env=allocation_only) == BASE
     with pytest.raises(UserError, match="drop --nnodes"):
-        apply_slurm(dict(BASE, launcher="slurm", nnodes=2), env=STEP)
+        apply_slurm(replace(BASE, launcher="slurm", nnodes=2), env=STEP)
 
     def unresolvable(name):
         raise OSError("unknown host")
 
     with pytest.raises(UserError, match="cannot resolve the Slurm node name gpu1"):
-        apply_slurm(dict(BASE, launcher="slurm"), env=STEP, resolve=unresolvable)
+        apply_slurm(replace(BASE, launcher="slurm"), env=STEP, resolve=unresolvable)
 
 
 def test_srun_dry_run_through_the_cli(capsys, tmp_path, monkeypatch):

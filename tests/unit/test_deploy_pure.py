@@ -210,7 +210,7 @@ def test_results_file_must_be_coco_results(tmp_path):
 
 
 def test_highest_score_is_drawn_last_so_on_top():
-    from trainctl.runner.predict import Detection, draw_order
+    from trainctl.runner.results import Detection, draw_order
 
     dets = [Detection("f", c, str(c), s, [0, 0, 10, 10]) for c, s in ((0, 0.9), (1, 0.3), (2, 0.6), (3, 0.1))]
     assert [d.score for d in draw_order(dets)] == [0.1, 0.3, 0.6, 0.9]

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from trainctl import doctor
+from trainctl.doctor import probes
 from trainctl.cli import cli
 
 
@@ -61,8 +62,8 @@ def test_read_paddle_version_file_cuda_build(tmp_path):
     )
     consts = doctor.read_paddle_version_file(path)
     assert consts["full_version"] == "2.6.2" and consts["cuda_version"] == "11.8" and consts["commit"] == "abc123"
-    assert doctor._build_value(consts["cudnn_version"]) == "8.6.0"
-    assert doctor._build_value("False") is None and doctor._build_value("0") is None
+    assert probes._build_value(consts["cudnn_version"]) == "8.6.0"
+    assert probes._build_value("False") is None and probes._build_value("0") is None
     assert doctor.read_paddle_version_file(tmp_path / "missing.py") == {}
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from launch_helpers import proc_tree, sys_tree
 
-from trainctl.launch import hostinfo
+from trainctl.core import hostinfo
 
 
 def test_interfaces_read_operstate_and_loopback():

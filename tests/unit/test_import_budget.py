@@ -12,11 +12,13 @@ import json
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import pytest
 
 from trainctl.cluster.dispatch import apply_slurm
 from trainctl.cluster.options import slurm_may_apply
+from trainctl.launch.plan import LaunchOptions
 
 # loaded by a single-node dry run only if an import went back to the top of a module
 NOT_FOR_SINGLE_NODE = (
@@ -123,23 +125,23 @@ def test_srun_step_still_reaches_the_slurm_layer(tmp_path):
     assert "trainctl.cluster.slurm" in modules
 
 
-BASE = dict(device="auto", gpus=None, nproc=None, launcher="paddle", nnodes=1, node_rank=0, master=None,
-            host=None, ips=None)
+BASE = LaunchOptions(device="auto", gpus=None, nproc=None, launcher="paddle", nnodes=1, node_rank=0, master=None,
+                     host=None, ips=None)
 STEP = {"SLURM_JOB_ID": "55", "SLURM_STEP_ID": "0", "SLURM_JOB_NODELIST": "10.0.0.[1-2]", "SLURM_NNODES": "2",
         "SLURM_NODEID": "1", "SLURMD_NODENAME": "10.0.0.2", "SLURM_PROCID": "1", "SLURM_NTASKS": "2"}
 
 
-@pytest.mark.parametrize("kwargs", [BASE, dict(BASE, launcher="fleetrun"), dict(BASE, nnodes=2, master="1.2.3.4:5"),
-                                    dict(BASE, gpus="0,1")])
+@pytest.mark.parametrize("kwargs", [BASE, replace(BASE, launcher="fleetrun"), replace(BASE, nnodes=2, master="1.2.3.4:5"),
+                                    replace(BASE, gpus="0,1")])
 @pytest.mark.parametrize("env", [{}, {k: v for k, v in STEP.items() if k != "SLURM_STEP_ID"},
                                  {"SLURM_STEP_ID": "0"}])
 def test_skipping_the_slurm_layer_is_exactly_its_no_op(kwargs, env):
     """`slurm_may_apply` False (the CLI then skips the import) only where apply_slurm changes nothing."""
     assert not slurm_may_apply(kwargs, env)
-    assert apply_slurm(dict(kwargs), env=env) == kwargs
+    assert apply_slurm(kwargs, env=env) == kwargs
 
 
 def test_slurm_may_apply_in_a_step_or_with_launcher_slurm():
     assert slurm_may_apply(BASE, STEP)
-    assert slurm_may_apply(dict(BASE, launcher="slurm"), {})
-    assert apply_slurm(dict(BASE), env=STEP, resolve=lambda name: name)["nnodes"] == 2  # where it may, it does
+    assert slurm_may_apply(replace(BASE, launcher="slurm"), {})
+    assert apply_slurm(BASE, env=STEP, resolve=lambda name: name).nnodes == 2  # where it may, it does

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -10,9 +11,10 @@ from trainctl.cli import main
 from trainctl.cluster.kubeflow import apply_kubeflow, pod_index, placement_from_env
 from trainctl.cluster.options import kubeflow_may_apply
 from trainctl.errors import UserError
+from trainctl.launch.plan import LaunchOptions
 
-BASE = dict(device="cpu", gpus=None, nproc=None, launcher="paddle", nnodes=1, node_rank=0, master=None,
-            host=None, ips=None)
+BASE = LaunchOptions(device="cpu", gpus=None, nproc=None, launcher="paddle", nnodes=1, node_rank=0, master=None,
+                     host=None, ips=None)
 # what the training operator sets (release-1.9 envvar.go) in PaddleJob "rs" with 3 Worker replicas
 WORKER0 = {"PYTHONUNBUFFERED": "1", "PADDLE_JOB_ID": "rs", "PADDLE_NNODES": "3", "POD_IP_DUMMY": "10.4.0.7",
            "PADDLE_MASTER": "10.4.0.7:37777"}
@@ -65,59 +67,59 @@ def test_placement_errors_name_the_variable_and_the_fix(env, hostname, words):
 
 
 def test_apply_fills_the_node_flags_and_keeps_the_variables():
-    kwargs = apply_kubeflow(dict(BASE, launcher="kubeflow"), env=WORKER2, hostname="rs-worker-2", resolve=resolve,
+    kwargs = apply_kubeflow(replace(BASE, launcher="kubeflow"), env=WORKER2, hostname="rs-worker-2", resolve=resolve,
                             route=no_route)
-    assert {k: kwargs[k] for k in ("launcher", "nnodes", "node_rank", "master", "host")} == {
+    assert {k: getattr(kwargs, k) for k in ("launcher", "nnodes", "node_rank", "master", "host")} == {
         "launcher": "paddle", "nnodes": 3, "node_rank": 2, "master": "10.4.0.7:37777", "host": "10.4.1.9"}
-    assert kwargs["keep_env"] == ("PADDLE_JOB_ID", "PADDLE_MASTER", "PADDLE_NNODES")
-    placement = kwargs["placement"]
+    assert kwargs.keep_env == ("PADDLE_JOB_ID", "PADDLE_MASTER", "PADDLE_NNODES")
+    placement = kwargs.placement
     assert placement["kind"] == "kubeflow" and placement["index"] == 2 and placement["paddle_master"] == "rs-worker-0:37777"
     assert dict(placement["rows"])["this pod"].startswith("--host 10.4.1.9 (from the pod name rs-worker-2")
     # worker 0: its own address is the master's
-    kwargs = apply_kubeflow(dict(BASE, launcher="kubeflow"), env=WORKER0, hostname="rs-worker-0", resolve=resolve,
+    kwargs = apply_kubeflow(replace(BASE, launcher="kubeflow"), env=WORKER0, hostname="rs-worker-0", resolve=resolve,
                             route=no_route)
-    assert (kwargs["node_rank"], kwargs["master"], kwargs["host"]) == (0, "10.4.0.7:37777", "10.4.0.7")
+    assert (kwargs.node_rank, kwargs.master, kwargs.host) == (0, "10.4.0.7:37777", "10.4.0.7")
     # the downward API's pod IP wins; an unresolvable master name is passed on (paddle launch waits for it)
     env = dict(WORKER2, PADDLE_MASTER="late-dns:37777", TRAINCTL_POD_IP="10.4.9.9")
     env["PADDLE_JOB_ID"] = "rs"
-    kwargs = apply_kubeflow(dict(BASE, launcher="kubeflow"), env=env, hostname="rs-worker-2", resolve=resolve,
+    kwargs = apply_kubeflow(replace(BASE, launcher="kubeflow"), env=env, hostname="rs-worker-2", resolve=resolve,
                             route=no_route)
-    assert (kwargs["master"], kwargs["host"]) == ("late-dns:37777", "10.4.9.9")
-    assert "not resolvable yet" in dict(kwargs["placement"]["rows"])["master"]
+    assert (kwargs.master, kwargs.host) == ("late-dns:37777", "10.4.9.9")
+    assert "not resolvable yet" in dict(kwargs.placement["rows"])["master"]
 
 
 def test_apply_falls_back_to_the_route_to_the_master():
-    kwargs = apply_kubeflow(dict(BASE, launcher="kubeflow"), env=dict(WORKER2, TRAINCTL_POD_NAME="rs-worker-1"),
+    kwargs = apply_kubeflow(replace(BASE, launcher="kubeflow"), env=dict(WORKER2, TRAINCTL_POD_NAME="rs-worker-1"),
                             hostname="gpu-node-17", resolve=resolve, route=lambda host: "10.4.3.3")
-    assert kwargs["host"] == "10.4.3.3" and kwargs["node_rank"] == 1
+    assert kwargs.host == "10.4.3.3" and kwargs.node_rank == 1
 
 
 def test_detection_and_its_opt_outs():
-    detected = apply_kubeflow(dict(BASE), env=WORKER2, hostname="rs-worker-2", resolve=resolve, route=no_route,
+    detected = apply_kubeflow(BASE, env=WORKER2, hostname="rs-worker-2", resolve=resolve, route=no_route,
                               launcher_given=False)
-    assert detected["nnodes"] == 3 and "detected from" in detected["placement"]["title"]
+    assert detected.nnodes == 3 and "detected from" in detected.placement["title"]
     # --launcher given (e.g. paddle) or node flags given: the user decides, nothing changes
-    assert apply_kubeflow(dict(BASE), env=WORKER2, hostname="rs-worker-2", launcher_given=True) == BASE
-    by_hand = dict(BASE, nnodes=2, master="10.9.9.9:1")
-    assert apply_kubeflow(dict(by_hand), env=WORKER2, hostname="rs-worker-2", launcher_given=False) == by_hand
+    assert apply_kubeflow(BASE, env=WORKER2, hostname="rs-worker-2", launcher_given=True) == BASE
+    by_hand = replace(BASE, nnodes=2, master="10.9.9.9:1")
+    assert apply_kubeflow(by_hand, env=WORKER2, hostname="rs-worker-2", launcher_given=False) == by_hand
     # detected but not placeable: an error (training alone would be worse), with the opt-out
     with pytest.raises(UserError) as info:
-        apply_kubeflow(dict(BASE), env=WORKER2, hostname="laptop", launcher_given=False)
+        apply_kubeflow(BASE, env=WORKER2, hostname="laptop", launcher_given=False)
     assert "--launcher paddle to ignore them" in info.value.one_line()
     with pytest.raises(UserError, match="drop --nnodes"):
-        apply_kubeflow(dict(BASE, launcher="kubeflow", nnodes=2), env=WORKER2, hostname="rs-worker-2")
+        apply_kubeflow(replace(BASE, launcher="kubeflow", nnodes=2), env=WORKER2, hostname="rs-worker-2")
     with pytest.raises(UserError, match="PADDLE_JOB_ID PADDLE_MASTER PADDLE_NNODES are not set"):
-        apply_kubeflow(dict(BASE, launcher="kubeflow"), env={}, hostname="rs-worker-2")
+        apply_kubeflow(replace(BASE, launcher="kubeflow"), env={}, hostname="rs-worker-2")
 
 
-@pytest.mark.parametrize("kwargs", [BASE, dict(BASE, launcher="fleetrun"), dict(BASE, launcher="slurm"),
-                                    dict(BASE, nnodes=2, master="1.2.3.4:5")])
+@pytest.mark.parametrize("kwargs", [BASE, replace(BASE, launcher="fleetrun"), replace(BASE, launcher="slurm"),
+                                    replace(BASE, nnodes=2, master="1.2.3.4:5")])
 @pytest.mark.parametrize("env", [{}, {"PADDLE_MASTER": "1.2.3.4:5", "PADDLE_NNODES": "2"},
                                  {"PADDLE_JOB_ID": "x", "PADDLE_TRAINER_ID": "1"}])
 def test_skipping_the_kubeflow_layer_is_exactly_its_no_op(kwargs, env):
     """`kubeflow_may_apply` False (the CLI then skips the import) only where apply_kubeflow changes nothing."""
     assert not kubeflow_may_apply(kwargs, env)
-    assert apply_kubeflow(dict(kwargs), env=env, hostname="rs-worker-0", launcher_given=False) == kwargs
+    assert apply_kubeflow(kwargs, env=env, hostname="rs-worker-0", launcher_given=False) == kwargs
 
 
 def run(capsys, *argv):

@@ -1,4 +1,4 @@
-"""Which ppdet a run uses (launch/ppdet_source.py): the rule, the description, the import scan (pure, no paddle)."""
+"""Which ppdet a run uses (core/ppdet_source.py): the rule, the description, the import scan (pure, no paddle)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from trainctl.cluster.hostfile import parse_hostfile_text
 from trainctl.cluster.preflight import ProbeResult, evaluate, probe_command, probe_payload
 from trainctl.cluster.ssh import plan_fanout
 from trainctl.errors import UserError
-from trainctl.launch import ppdet_source as ps
+from trainctl.core import ppdet_source as ps
 
 
 def make_tree(root: Path, files: dict[str, str] | None = None, setup: str = 'PPDET_VERSION = "0.0.0"\n',
@@ -261,7 +261,7 @@ def test_fanout_forwards_the_choice_to_every_host(tmp_path, monkeypatch, capsys)
 
 PROBE_IMPORT = """
 import json, sys
-from trainctl.launch import ppdet_source as ps
+from trainctl.core import ppdet_source as ps
 src = ps.PpdetSource.from_dict(json.loads(sys.argv[1]))
 ps.activate(src)
 import ppdet

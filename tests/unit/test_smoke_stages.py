@@ -11,7 +11,7 @@ import pytest
 
 from launch_helpers import cli_run
 from trainctl.errors import UserError
-from trainctl.launch import hostinfo
+from trainctl.core import hostinfo
 from trainctl.launch.netpresets import HostFacts
 from trainctl.smoke import comm, report
 from trainctl.smoke.stages import Flags, Layout, SmokeOptions, Stage, plan_stages

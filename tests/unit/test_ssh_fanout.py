@@ -19,8 +19,8 @@ import pytest
 from trainctl.errors import RuntimeFailure, UserError
 from trainctl.cluster.guard import descendants
 from trainctl.cluster.hostfile import parse_hostfile_text
+from trainctl.cluster.fanout import FanOut
 from trainctl.cluster.ssh import (
-    FanOut,
     SshSettings,
     device_args_for,
     parse_ssh_option,
@@ -248,7 +248,7 @@ def test_fanout_unreachable_and_user_error(fake_ssh, tmp_path):
 
 def test_fanout_restarts_every_host_with_resume_auto(fake_ssh, tmp_path):
     """--max-restarts 1: host `bad` fails, both hosts are stopped and started again with --resume auto."""
-    from trainctl.cluster.ssh import run_fanout
+    from trainctl.cluster.fanout import run_fanout
 
     log = tmp_path / "starts"
     script = (f'echo "$FAKE_HOST $*" >> {log}; case "$*" in *"--resume auto"*) exit 0;; esac; '
@@ -264,7 +264,7 @@ def test_fanout_restarts_every_host_with_resume_auto(fake_ssh, tmp_path):
 
 
 def test_fanout_restart_budget_runs_out(fake_ssh, tmp_path):
-    from trainctl.cluster.ssh import run_fanout
+    from trainctl.cluster.fanout import run_fanout
 
     plan = _script_plan(fake_ssh, tmp_path, "a\nb\n", 'if [ "$FAKE_HOST" = b ]; then exit 5; fi; sleep 30')
     with pytest.raises(RuntimeFailure, match=r"after 2 restarts \(--max-restarts 2\), the last attempt failed: "
@@ -297,9 +297,9 @@ def test_fanout_names_the_host_whose_rank_failed_not_the_first_to_exit(fake_ssh,
 
 
 def test_fanout_with_only_a_victim_verdict_names_it_after_waiting(fake_ssh, tmp_path, monkeypatch):
-    from trainctl.cluster import ssh
+    from trainctl.cluster import fanout
 
-    monkeypatch.setattr(ssh, "PEER_REPORT_SECONDS", 2.0)
+    monkeypatch.setattr(fanout, "PEER_REPORT_SECONDS", 2.0)
     victim = _verdict_line(0, "comm", "aborted in a collective (Connection reset by peer)")
     script = f"if [ \"$FAKE_HOST\" = first ]; then echo '{victim}' >&2; exit 1; fi; sleep 60"
     plan = _script_plan(fake_ssh, tmp_path, "first\nsecond\n", script)

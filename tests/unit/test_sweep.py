@@ -8,9 +8,10 @@ import json
 import pytest
 
 from trainctl import output, runs
+from trainctl.runs import compare as runs_compare
 from trainctl.config.yamlio import Tagged
 from trainctl.errors import UserError
-from trainctl.launch import sweep
+from trainctl import sweep
 
 
 def test_values_split_on_top_level_commas_only():
@@ -73,9 +74,9 @@ def test_final_loss_is_the_last_epochs_mean():
 
 
 def test_mean_std():
-    assert runs._mean_std([1.0, 3.0]) == {"mean": 2.0, "std": pytest.approx(2 ** 0.5), "n": 2}
-    assert runs._mean_std([5.0, None]) == {"mean": 5.0, "std": None, "n": 1}
-    assert runs._mean_std([None]) is None
+    assert runs_compare._mean_std([1.0, 3.0]) == {"mean": 2.0, "std": pytest.approx(2 ** 0.5), "n": 2}
+    assert runs_compare._mean_std([5.0, None]) == {"mean": 5.0, "std": None, "n": 1}
+    assert runs_compare._mean_std([None]) is None
 
 
 @pytest.mark.parametrize("quiet, tty, ci, mode", [(True, True, False, "quiet"), (False, True, False, "tty"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from trainctl.cli.options import network_options
+
 
 @click.command("k8s-manifest", context_settings={"max_content_width": 100})
 @click.option("-c", "--config", required=True, help="Config file (as the pods see it), or a bundled config's name.")
@@ -15,13 +17,12 @@ import click
 @click.option("--data-pvc", metavar="CLAIM:MOUNT", help="Mount this PersistentVolumeClaim (the dataset) at MOUNT.")
 @click.option("--output-pvc", metavar="CLAIM:MOUNT",
               help="Mount this ReadWriteMany claim at MOUNT; the run directory is MOUNT/<name>.")
-@click.option("--net", default="auto", show_default=True, metavar="PRESET|FILE.yml",
-              help="Network preset the pods use: auto, nccl, tcp, rdma, gpudirect, gloo, or a preset file.")
-@click.option("--ifname", metavar="IF", help="Interface in the pods for sockets/bootstrap (default: their route's).")
-@click.option("--hca", metavar="LIST", help="RDMA ports for NCCL_IB_HCA, e.g. mlx5_0:1.")
-@click.option("--gid-index", type=int, help="NCCL_IB_GID_INDEX for RoCE.")
-@click.option("--gdr-level", default="PHB", show_default=True, help="NCCL_NET_GDR_LEVEL for --net gpudirect.")
-@click.option("--nccl-debug", is_flag=True, help="NCCL_DEBUG=INFO in the pods (their logs show the transport).")
+@network_options(help={
+    "net": "Network preset the pods use: auto, nccl, tcp, rdma, gpudirect, gloo, or a preset file.",
+    "ifname": "Interface in the pods for sockets/bootstrap (default: their route's).",
+    "hca": "RDMA ports for NCCL_IB_HCA, e.g. mlx5_0:1.",
+    "nccl_debug": "NCCL_DEBUG=INFO in the pods (their logs show the transport).",
+})
 @click.option("--rdma-resource", metavar="NAME[=N]",
               help="Extended resource of your RDMA device plugin, e.g. rdma/hca_shared_devices_a (limit N, default 1).")
 @click.option("--host-network", is_flag=True, help="Run the pods in the nodes' network namespace (hostNetwork).")
@@ -94,18 +95,16 @@ def _default_name(config: str) -> str:
     return suggest_name("trainctl-" + PurePath(config).stem)
 
 
-FORBIDDEN = ("--nnodes", "--node-rank", "--master", "--host", "--ips", "--hostfile", "--hosts", "--launcher",
-             "--resume", "-r", "--output", "--gpus", "--devices", "--device", "--nproc", "-c", "--config",
-             "--dry-run", "--sample-data")
+# `trainctl train` options the manifest sets itself (or that make no sense in a pod)
+SET_BY_MANIFEST = ("nnodes", "node_rank", "master", "host", "ips", "hostfile", "hosts", "launcher", "resume", "output",
+                   "gpus", "device", "nproc", "config", "dry_run", "sample_data")
 
 
 def _check_train_args(config: str, args: list[str]) -> None:
     """Flags after `--` must be `trainctl train` flags the manifest does not set itself (checked by train's parser)."""
-    from trainctl.errors import UserError
+    from trainctl.cli.forward import refuse_flags
 
-    for flag in FORBIDDEN:
-        if any(a == flag or a.startswith(flag + "=") for a in args):
-            raise UserError(f"{flag} is set by the manifest", hint=f"drop {flag} from the arguments after --")
+    refuse_flags(args, SET_BY_MANIFEST, "is set by the manifest", "drop {flag} from the arguments after --")
     if args:
         from trainctl.cli.train import train
 

@@ -43,16 +43,16 @@ def slurm_script(nodes, gpus_per_node, config, time_limit, partition, account, c
       trainctl slurm-script --nodes 4 --gpus-per-node 8 -c roadsign.yml --max-restarts 3 -- --save-interval-iters 500
     """
     from trainctl import output
+    from trainctl.cli.forward import refuse_flags
+    from trainctl.cluster.options import NODE_PARAMS
     from trainctl.config import find_config
-    from trainctl.errors import UserError
     from trainctl.fsutil import atomic_write_text
     from trainctl.cluster.slurm import sbatch_script
 
     find_config(config)  # a typo fails here, not on the cluster an hour later
     args = [a for a in train_args if a != "--"]
-    for flag in ("--nnodes", "--node-rank", "--master", "--host", "--ips", "--hostfile", "--hosts", "--launcher"):
-        if any(a == flag or a.startswith(flag + "=") for a in args):
-            raise UserError(f"{flag} is set by Slurm in the script", hint=f"drop {flag} from the train arguments")
+    refuse_flags(args, NODE_PARAMS + ("hostfile", "hosts", "launcher"), "is set by Slurm in the script",
+                 "drop {flag} from the train arguments")
     name = job_name or f"trainctl-{Path(config).stem}"
     text = sbatch_script(
         nodes=nodes, gpus_per_node=gpus_per_node, train_args=["-c", config, *args],

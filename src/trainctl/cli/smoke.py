@@ -5,40 +5,38 @@ from __future__ import annotations
 
 import click
 
+from trainctl.cli.forward import given_flags
 from trainctl.cli.multihost import cluster_options
+from trainctl.cluster.options import NODE_PARAMS, PLACERS  # NODE_PARAMS: eval runs on node 0 alone
 from trainctl.cli.train import launch_options, launch_options_from, ppdet_style_overrides
+from trainctl.core.cmdline import GivenFlags
 from trainctl.smoke.comm import DEFAULT_MAX_ITERS, DEFAULT_SIZES
 
 # smoke's own parameters; every other option (train's launch_options) is forwarded to the stages as typed
 OWN = ("config", "overrides", "sample_data", "no_pretrained", "no_data_check", "amp", "iters", "output", "as_json",
        "comm", "comm_only", "comm_sizes", "comm_iters", "stage_timeout", "dry_run")
-NODE_PARAMS = ("nnodes", "node_rank", "master", "host", "ips")  # eval runs on node 0 alone
-PLACERS = ("slurm", "kubeflow")  # launchers that take the nodes (and devices) from their environment
 
 
-def forwarded_flags(ctx: click.Context, lopts):
+def forwarded_flags(given: GivenFlags, lopts):
     """Train's placement flags as the user gave them: all for train and the probe, devices only for eval."""
-    from trainctl.cluster.dispatch import _given, _option_words
     from trainctl.cluster.options import CLUSTER_PARAMS
     from trainctl.smoke import Flags
 
     flags = Flags()
-    for param in ctx.command.params:
-        if not isinstance(param, click.Option) or param.name in OWN or param.name in CLUSTER_PARAMS:
+    params = given.params
+    for name, words in given.words:
+        if name in OWN or name in CLUSTER_PARAMS or not given.was_given(name):
             continue
-        if not _given(ctx, param.name):
-            continue
-        words = _option_words(param, ctx.params[param.name])
         flags.placement += words
-        if param.name == "ppdet":  # export runs in trainctl's own process: it takes the same ppdet
-            flags.ppdet = words
-        if param.name not in NODE_PARAMS and not (param.name == "launcher" and ctx.params[param.name] in PLACERS):
+        if name == "ppdet":  # export runs in trainctl's own process: it takes the same ppdet
+            flags.ppdet = list(words)
+        if name not in NODE_PARAMS and not (name == "launcher" and params[name] in PLACERS):
             flags.devices += words
-    placed = ctx.params.get("launcher") in PLACERS or any(
-        getattr(lopts, name) != ctx.params.get(name) for name in ("nnodes", "master", "gpus"))
+    placed = params.get("launcher") in PLACERS or any(
+        getattr(lopts, name) != params.get(name) for name in ("nnodes", "master", "gpus"))
     if placed:  # Slurm or a PaddleJob pod placed this node (launch_options_from): evaluate here, on its devices
         flags.devices += ["--launcher", "paddle"]
-        if lopts.gpus and not _given(ctx, "gpus"):
+        if lopts.gpus and not given.was_given("gpus"):
             flags.devices += ["--gpus", lopts.gpus]
     return flags
 
@@ -97,7 +95,7 @@ def smoke(config, overrides, extra_overrides, sample_data, no_pretrained, no_dat
     if copts.fanout:
         from trainctl.cluster import dispatch
 
-        dispatch.run_from_cli(ctx, copts, "smoke")
+        dispatch.run_from_cli(given_flags(ctx), copts, "smoke")
         return
     launch_kwargs["master_port"] = copts.master_port
     # --- end multi-host
@@ -110,4 +108,4 @@ def smoke(config, overrides, extra_overrides, sample_data, no_pretrained, no_dat
         dry_run=launch_kwargs.pop("dry_run"),
     )
     lopts = launch_options_from(launch_kwargs, lr_scale="none")
-    smokemod.run(sopts, lopts, forwarded_flags(ctx, lopts))
+    smokemod.run(sopts, lopts, forwarded_flags(given_flags(ctx), lopts))

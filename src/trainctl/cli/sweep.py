@@ -39,7 +39,7 @@ def sweep(config, overrides, extra_overrides, vary, repeats, parallel, gpus_per_
       trainctl sweep -c roadsign.yml --vary TrainReader.batch_size=8,16 --gpus 0,1,2,3 --gpus-per-run 2
       trainctl runs compare output/roadsign_demo-sweep --plot compare.png       # then compare them
     """
-    from trainctl.launch import sweep as sweepmod
+    from trainctl import sweep as sweepmod
 
     overrides = ppdet_style_overrides(overrides, extra_overrides)
     topts = task_options(config, overrides, launch_kwargs)
@@ -64,6 +64,8 @@ SWEEP_ONLY = {"config", "overrides", "extra_overrides", "vary", "repeats", "para
 
 def _child_args(params: dict, topts, gpus_grouped: bool) -> list[str]:
     """This command's train and launch flags again, for the `trainctl train` of a run side by side."""
+    from trainctl.cli.forward import option_words
+
     args: list[str] = []
     for param in sweep.params:
         if not isinstance(param, click.Option) or param.name in SWEEP_ONLY or (gpus_grouped and param.name == "gpus"):
@@ -71,12 +73,5 @@ def _child_args(params: dict, topts, gpus_grouped: bool) -> list[str]:
         value = params.get(param.name)
         if value is None or value is False or value == () or value == param.default:
             continue
-        flag = max((o for o in param.opts if o.startswith("--")), key=len, default=param.opts[0])
-        if param.is_flag:
-            args.append(flag)
-        elif param.multiple:
-            for item in value:
-                args += [flag, str(item)]
-        else:
-            args += [flag, str(value)]
+        args += option_words(param, value)
     return args

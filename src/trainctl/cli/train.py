@@ -16,29 +16,11 @@ PPDET_HELP = ("PaddleDetection checkout whose ppdet to use (default: $TRAINCTL_P
 
 def launch_options(func):
     """The device, node, network and LR flags shared by train and eval."""
+    from trainctl.cli.options import network_options, placement_options
+
     options = [
-        click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
-                     help="auto: GPUs when --gpus is given or paddle has CUDA and a GPU is visible."),
-        click.option("--gpus", "--devices", "gpus", metavar="IDS",
-                     help="GPU ids, e.g. 0,1 (indices into CUDA_VISIBLE_DEVICES); one process per GPU."),
-        click.option("--nproc", type=int, metavar="N", help="CPU worker processes on this node (gloo)."),
-        click.option("--launcher", type=click.Choice(["paddle", "fleetrun", "slurm", "kubeflow"]), default="paddle",
-                     show_default=True,
-                     help="python -m paddle.distributed.launch or fleetrun, for more than one process; "
-                          "slurm: nodes and devices from srun's SLURM_* variables; kubeflow: nodes, master and "
-                          "rank from a Kubeflow PaddleJob pod's PADDLE_* variables (both then paddle launch)."),
-        click.option("--nnodes", type=int, default=1, show_default=True, help="Number of nodes."),
-        click.option("--node-rank", type=int, default=0, show_default=True, help="This node's rank (0 hosts the master)."),
-        click.option("--master", metavar="HOST:PORT", help="Address of node 0 and a free port; the same on every node."),
-        click.option("--host", metavar="IP", help="This node's address (default: the one on the route to the master)."),
-        click.option("--ips", metavar="IP,IP", help="Legacy: the nodes' addresses; rank = position of this host."),
-        click.option("--net", default="auto", show_default=True, metavar="PRESET|FILE.yml",
-                     help="Network preset: auto, nccl, tcp, rdma, gpudirect, gloo, or a preset YAML file."),
-        click.option("--ifname", metavar="IF", help="Interface for sockets/bootstrap (NCCL/GLOO_SOCKET_IFNAME)."),
-        click.option("--hca", metavar="LIST", help="RDMA ports for NCCL_IB_HCA, e.g. mlx5_0:1,mlx5_1:1."),
-        click.option("--gid-index", type=int, help="NCCL_IB_GID_INDEX for RoCE."),
-        click.option("--gdr-level", default="PHB", show_default=True, help="NCCL_NET_GDR_LEVEL for --net gpudirect."),
-        click.option("--nccl-debug", is_flag=True, help="NCCL_DEBUG=INFO, NCCL_DEBUG_SUBSYS=INIT,NET (shows the transport)."),
+        placement_options,
+        network_options(),
         click.option("--env", "env", multiple=True, metavar="KEY=VAL", help="Set a worker environment variable (wins)."),
         click.option("--ppdet", metavar="DIR", help=PPDET_HELP),
         click.option("--dry-run", type=click.Choice(["text", "json"]), is_flag=False, flag_value="text",
@@ -60,30 +42,29 @@ def ppdet_style_overrides(overrides, extra) -> list[str]:
 
 
 def launch_options_from(kwargs: dict, lr_scale: str = "none", ref_gpus: int | None = None):
+    """launch.plan.LaunchOptions from the launch flags; a cluster engine that applies places the node."""
+    from trainctl.launch.options import NETWORK_FIELDS, PLACEMENT_FIELDS
     from trainctl.launch.plan import LaunchOptions
 
+    master_port = kwargs.pop("master_port", None)
+    opts = LaunchOptions(
+        **{name: kwargs[name] for name in PLACEMENT_FIELDS + NETWORK_FIELDS},
+        env=tuple(kwargs["env"]), lr_scale=lr_scale, ref_gpus=ref_gpus, ppdet=kwargs.get("ppdet"),
+    )
     # --- multi-host (trainctl.cluster): --launcher kubeflow / a PaddleJob pod, --launcher slurm / an srun step
+    from trainctl.cli.forward import launcher_was_given
     from trainctl.cluster.options import kubeflow_may_apply, slurm_may_apply
 
-    master_port = kwargs.pop("master_port", None)
-    if kubeflow_may_apply(kwargs, os.environ):  # each engine is loaded only when it can matter
+    if kubeflow_may_apply(opts, os.environ):  # each engine is loaded only when it can matter
         from trainctl.cluster.kubeflow import apply_kubeflow
 
-        kwargs = apply_kubeflow(kwargs)
-    if slurm_may_apply(kwargs, os.environ):
+        opts = apply_kubeflow(opts, launcher_given=launcher_was_given())
+    if slurm_may_apply(opts, os.environ):
         from trainctl.cluster.dispatch import apply_slurm
 
-        kwargs = apply_slurm(kwargs, master_port=master_port)
+        opts = apply_slurm(opts, master_port=master_port, launcher_given=launcher_was_given())
     # --- end multi-host
-
-    return LaunchOptions(
-        device=kwargs["device"], gpus=kwargs["gpus"], nproc=kwargs["nproc"], launcher=kwargs["launcher"],
-        nnodes=kwargs["nnodes"], node_rank=kwargs["node_rank"], master=kwargs["master"], host=kwargs["host"],
-        ips=kwargs["ips"], net=kwargs["net"], ifname=kwargs["ifname"], hca=kwargs["hca"],
-        gid_index=kwargs["gid_index"], gdr_level=kwargs["gdr_level"], nccl_debug=kwargs["nccl_debug"],
-        env=tuple(kwargs["env"]), lr_scale=lr_scale, ref_gpus=ref_gpus,
-        keep_env=tuple(kwargs.get("keep_env", ())), placement=kwargs.get("placement"), ppdet=kwargs.get("ppdet"),
-    )
+    return opts
 
 
 def _duration(text: str | None) -> float | None:
@@ -194,7 +175,9 @@ def train(config, overrides, extra_overrides, lr_scale, ref_gpus, **launch_kwarg
     if copts.fanout:
         from trainctl.cluster import dispatch  # ssh, hostfile, preflight: only for a fan-out
 
-        dispatch.run_from_cli(click.get_current_context(), copts, "train")
+        from trainctl.cli.forward import given_flags
+
+        dispatch.run_from_cli(given_flags(click.get_current_context()), copts, "train")
         return
     launch_kwargs["master_port"] = copts.master_port  # used by --launcher slurm
     # --- end multi-host

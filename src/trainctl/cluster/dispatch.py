@@ -1,8 +1,8 @@
 """Multi-host entry points for `trainctl train`: ssh fan-out from a hostfile, and Slurm.
 
-The click command hands over its parsed parameters; this module decides:
+The CLI hands over its parsed parameters (a core.cmdline.GivenFlags, never click objects); this module decides:
 
-- `--hostfile/--hosts`: rebuild the user's own flags (only those given on the command
+- `--hostfile/--hosts`: forward the user's own flags (only those given on the command
   line), plan one ssh command per host (trainctl.cluster.ssh), run the preflight
   (trainctl.cluster.preflight) and the fan-out; `--dry-run` prints the ssh commands;
 - `--launcher slurm`, or an srun step detected from SLURM_* variables: fill
@@ -12,19 +12,18 @@ The click command hands over its parsed parameters; this module decides:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
-from typing import Mapping
-
-import click
-from click.core import ParameterSource
+from typing import TYPE_CHECKING, Mapping
 
 from trainctl import output
 from trainctl.errors import UserError
 from trainctl.cluster import slurm as slurmmod
 from trainctl.cluster.options import CLUSTER_PARAMS, ClusterOptions, pop_cluster_options  # noqa: F401 (re-exported)
-from trainctl.cluster.options import launcher_was_given, node_flags_given
+from trainctl.cluster.options import NODE_PARAMS, node_flags_given  # NODE_PARAMS: set per host by the fan-out
+from trainctl.core.cmdline import GivenFlags
 from trainctl.cluster.hostfile import HostSpec, parse_hosts_arg, read_hostfile
 from trainctl.cluster.ssh import (
     DEFAULT_MASTER_PORT,
@@ -33,43 +32,21 @@ from trainctl.cluster.ssh import (
     parse_ssh_option,
     plan_fanout,
     resolve_ipv4,
-    run_fanout,
 )
+from trainctl.cluster.fanout import run_fanout
 
-# set per host by the fan-out
-NODE_PARAMS = ("nnodes", "node_rank", "host", "ips", "master")
+if TYPE_CHECKING:
+    from trainctl.launch.plan import LaunchOptions
+
 DEVICE_PARAMS = ("gpus", "nproc")
-# max_restarts: the fan-out controller restarts every host itself (ssh.run_fanout)
+# max_restarts: the fan-out controller restarts every host itself (fanout.run_fanout)
 NOT_FORWARDED = set(CLUSTER_PARAMS) | set(NODE_PARAMS) | {"dry_run", "max_restarts"}
 
 
 # ------------------------------------------------------------------ fan-out
 
 
-def _given(ctx: click.Context, name: str) -> bool:
-    source = ctx.get_parameter_source(name)
-    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-
-
-def _option_words(param: click.Option, value) -> list[str]:
-    name = next((o for o in param.opts if o.startswith("--")), param.opts[0])
-    if param.is_flag and param.is_bool_flag:
-        if value:
-            return [name]
-        return [param.secondary_opts[0]] if param.secondary_opts else []
-    if param.count:
-        return [name] * int(value or 0)
-    if param.multiple:
-        words = []
-        for item in value or ():
-            words += [name, str(item)]
-        return words
-    if value is None:
-        return []
-    return [name, str(value)]
-
-
-def forwarded_args(ctx: click.Context) -> tuple[list[str], list[str]]:
+def forwarded_args(flags: GivenFlags) -> tuple[list[str], list[str]]:
     """The user's own flags, as given on the command line: (common, device flags).
 
     Values are forwarded as typed (relative paths stay relative to the remote working
@@ -77,14 +54,9 @@ def forwarded_args(ctx: click.Context) -> tuple[list[str], list[str]]:
     """
     common: list[str] = []
     devices: list[str] = []
-    for param in ctx.command.params:
-        if not isinstance(param, click.Option) or param.name in NOT_FORWARDED:
-            continue
-        # repeatable options may have been filled by the command itself (ppdet-style `-o a=1 b=2`)
-        if not _given(ctx, param.name) and not (param.multiple and ctx.params.get(param.name)):
-            continue
-        words = _option_words(param, ctx.params[param.name])
-        (devices if param.name in DEVICE_PARAMS else common).extend(words)
+    for name, words in flags.words:
+        if name not in NOT_FORWARDED:
+            (devices if name in DEVICE_PARAMS else common).extend(words)
     return common, devices
 
 
@@ -131,13 +103,13 @@ def _lenient(resolve, warnings: list[str]):
     return lookup
 
 
-def plan_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train",
+def plan_from_cli(flags: GivenFlags, copts: ClusterOptions, task: str = "train",
                   warnings: list[str] | None = None, resolve=resolve_ipv4) -> FanoutPlan:
-    params = ctx.params
+    params = flags.params
     if params.get("dry_run") and warnings is not None:
         resolve = _lenient(resolve, warnings)
     for name in ("nnodes", "node_rank", "host", "ips"):
-        if _given(ctx, name):
+        if flags.was_given(name):
             flag = "--" + name.replace("_", "-")
             raise UserError(
                 f"{flag} cannot be combined with --hostfile/--hosts",
@@ -147,10 +119,10 @@ def plan_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train"
         where = "srun for Slurm allocations" if params["launcher"] == "slurm" else "a PaddleJob for Kubernetes"
         raise UserError(f"--launcher {params['launcher']} and --hostfile/--hosts are two ways to start nodes",
                         hint=f"use {where}, --hostfile for plain ssh hosts")
-    if _given(ctx, "master") and copts.master_port is not None:
+    if flags.was_given("master") and copts.master_port is not None:
         raise UserError("--master and --master-port both given", hint="give the port in --master HOST:PORT")
     python = copts.remote_python or sys.executable
-    common, devices = forwarded_args(ctx)
+    common, devices = forwarded_args(flags)
     global_flags = []
     if os.environ.get("TRAINCTL_DEBUG", "") not in ("", "0"):
         global_flags.append("--debug")
@@ -170,7 +142,7 @@ def plan_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train"
         train_argv=train_argv,
         device_argv=devices,
         cpu=params.get("device") == "cpu",
-        master=params.get("master") if _given(ctx, "master") else None,
+        master=params.get("master") if flags.was_given("master") else None,
         master_port=copts.master_port,
         workdir=copts.remote_workdir or os.getcwd(),
         python=python,
@@ -182,7 +154,7 @@ def plan_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train"
 
 def plan_json(plan: FanoutPlan) -> str:
     """--dry-run=json; secret-looking values are masked (in what is printed, not in what runs)."""
-    from trainctl.launch.envutil import mask_secrets
+    from trainctl.core.envutil import mask_secrets
     from trainctl.cluster.ssh import mask_argv, masked_command
 
     def shown(n) -> str:
@@ -210,13 +182,13 @@ def plan_json(plan: FanoutPlan) -> str:
     )
 
 
-def run_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train") -> None:
+def run_from_cli(flags: GivenFlags, copts: ClusterOptions, task: str = "train") -> None:
     """`trainctl train --hostfile/--hosts`: dry run, or preflight and fan-out."""
     from trainctl.cluster import preflight
 
     warnings: list[str] = []
-    plan = plan_from_cli(ctx, copts, task, warnings)
-    params = ctx.params
+    plan = plan_from_cli(flags, copts, task, warnings)
+    params = flags.params
     dry_run = params.get("dry_run")
     for warning in warnings:
         output.warn(warning)
@@ -234,7 +206,7 @@ def run_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train")
         if not params.get("no_data_check") and not params.get("sample_data"):
             tasks = ["train", "eval"] if params.get("eval_during_train") else ["train"]
         port = None
-        if not _given(ctx, "master"):
+        if not flags.was_given("master"):
             port = DEFAULT_MASTER_PORT if copts.master_port is None else copts.master_port
         preflight.preflight(plan, config=params.get("config"), overrides=list(params.get("overrides") or ()),
                             tasks=tasks, port=port, ppdet=params.get("ppdet") or os.environ.get("TRAINCTL_PPDET"))
@@ -244,42 +216,41 @@ def run_from_cli(ctx: click.Context, copts: ClusterOptions, task: str = "train")
 # ------------------------------------------------------------------ Slurm
 
 
-def apply_slurm(kwargs: dict, master_port: int | None = None, env: Mapping[str, str] | None = None,
-                resolve=resolve_ipv4) -> dict:
-    """Fill the node and device flags from Slurm for `--launcher slurm` or an srun step.
+def apply_slurm(opts: LaunchOptions, master_port: int | None = None, env: Mapping[str, str] | None = None,
+                resolve=resolve_ipv4, launcher_given: bool = False) -> LaunchOptions:
+    """Fill the node and device options from Slurm for `--launcher slurm` or an srun step.
 
-    Returns the kwargs to plan with (launcher set back to paddle's). Auto-detection
-    (inside srun, no node flags, --launcher not given) says so in one line; pass
-    `--launcher paddle` to ignore Slurm.
+    Returns the options to plan with (launcher set back to paddle's). Auto-detection
+    (inside srun, no node flags, --launcher not given: `launcher_given`) says so in one line;
+    pass `--launcher paddle` to ignore Slurm.
     """
     env = os.environ if env is None else env
-    kwargs = dict(kwargs)
-    explicit = kwargs.get("launcher") == "slurm"
+    explicit = opts.launcher == "slurm"
     if not explicit:
-        if launcher_was_given() or not slurmmod.in_slurm_step(env) or node_flags_given(kwargs):
-            return kwargs
-    elif node_flags_given(kwargs):
+        if launcher_given or not slurmmod.in_slurm_step(env) or node_flags_given(opts):
+            return opts
+    elif node_flags_given(opts):
         raise UserError("--launcher slurm takes the nodes from Slurm; drop --nnodes/--node-rank/--master/--host/--ips",
                         hint="or use those flags without --launcher slurm")
     placement = slurmmod.placement_from_env(env, master_port)
-    kwargs["launcher"] = "paddle"
+    changes: dict = {"launcher": "paddle"}
     if placement.nnodes > 1:
-        kwargs["nnodes"] = placement.nnodes
-        kwargs["node_rank"] = placement.node_rank
-        kwargs["master"] = f"{_resolve(placement.master_host, resolve)}:{placement.master_port}"
-        kwargs["host"] = _resolve(placement.node_name, resolve)
-    if placement.gpus is not None and not kwargs.get("gpus") and not kwargs.get("nproc") \
-            and kwargs.get("device") != "cpu":
-        kwargs["gpus"] = ",".join(str(g) for g in placement.gpus)
+        changes["nnodes"] = placement.nnodes
+        changes["node_rank"] = placement.node_rank
+        changes["master"] = f"{_resolve(placement.master_host, resolve)}:{placement.master_port}"
+        changes["host"] = _resolve(placement.node_name, resolve)
+    if placement.gpus is not None and not opts.gpus and not opts.nproc and opts.device != "cpu":
+        changes["gpus"] = ",".join(str(g) for g in placement.gpus)
+    opts = dataclasses.replace(opts, **changes)
     how = "--launcher slurm" if explicit else "srun step detected (--launcher paddle to ignore Slurm)"
-    devices = f", GPUs {kwargs['gpus']} (from {placement.gpus_from})" if placement.gpus and kwargs.get("gpus") else ""
+    devices = f", GPUs {opts.gpus} (from {placement.gpus_from})" if placement.gpus and opts.gpus else ""
     output.info(f"Slurm job {placement.job_id}: node {placement.node_rank} of {placement.nnodes} "
-                f"({placement.node_name}), master {kwargs.get('master') or placement.master_host}{devices}; {how}")
-    return kwargs
+                f"({placement.node_name}), master {opts.master or placement.master_host}{devices}; {how}")
+    return opts
 
 
 def _resolve(name: str, resolve) -> str:
-    from trainctl.cluster.ssh import is_ip
+    from trainctl.core.hostinfo import is_ip
 
     if is_ip(name):
         return name

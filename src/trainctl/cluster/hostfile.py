@@ -18,11 +18,11 @@ Keys (all optional):
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainctl.core.hostinfo import is_ip
 from trainctl.errors import UserError
 
 KNOWN_KEYS = ("slots", "gpus", "ifname", "addr")
@@ -100,7 +100,7 @@ def parse_host_entry(text: str, source: str) -> HostSpec:
     addr = values.get("addr")
     if addr is not None:
         addr = _strip_brackets(addr)
-        if not _is_ip(addr) and not _HOSTNAME_RE.match(addr):
+        if not is_ip(addr) and not _HOSTNAME_RE.match(addr):
             raise UserError(f"{source}: addr={addr} is neither an IP address nor a host name", hint="e.g. addr=10.0.0.4")
     return HostSpec(host=host, user=user, port=port, slots=slots, gpus=gpus, ifname=ifname, addr=addr, source=source)
 
@@ -161,17 +161,17 @@ def _split_target(target: str, source: str) -> tuple[str | None, str, int | None
             if not rest.startswith(":"):
                 raise UserError(f"{source}: unexpected `{rest}` after `[{host}]`", hint="write [addr]:port")
             port = _port(rest[1:], source)
-        if not _is_ip(host):
+        if not is_ip(host):
             raise UserError(f"{source}: `{host}` is not an IP address", hint="brackets are for IPv6 addresses")
         return user, host, port
     if target.count(":") > 1:  # bare IPv6 address, no port
-        if not _is_ip(target):
+        if not is_ip(target):
             raise UserError(f"{source}: `{target}` is not a host", hint="write IPv6 hosts as [fe80::1]:22")
         return user, target, None
     host, sep, port_text = target.partition(":")
     if sep:
         port = _port(port_text, source)
-    if not host or not (_HOSTNAME_RE.match(host) or _is_ip(host)):
+    if not host or not (_HOSTNAME_RE.match(host) or is_ip(host)):
         raise UserError(f"{source}: `{host}` is not a host name or address", hint="e.g. node1, 10.0.0.1 or user@node1:2222")
     return user, host, port
 
@@ -200,14 +200,6 @@ def _gpu_list(text: str, source: str) -> tuple[int, ...]:
 
 def _strip_brackets(text: str) -> str:
     return text[1:-1] if text.startswith("[") and text.endswith("]") else text
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _check_unique(hosts: list[HostSpec]) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from trainctl.errors import UserError
 from trainctl.launch import netpresets
+from trainctl.launch.options import NetworkOptions
 
 API_VERSION = "kubeflow.org/v1"
 KIND = "PaddleJob"
@@ -51,8 +52,10 @@ class Mount:
     path: str
 
 
-@dataclass
-class ManifestSpec:
+@dataclass(kw_only=True)
+class ManifestSpec(NetworkOptions):
+    """What `trainctl k8s-manifest` builds: the pods, and the network options their trainctl uses."""
+
     config: str
     nodes: int
     gpus_per_node: int
@@ -61,12 +64,6 @@ class ManifestSpec:
     namespace: str | None = None
     data: Mount | None = None
     output: Mount | None = None
-    net: str = "auto"
-    ifname: str | None = None
-    hca: str | None = None
-    gid_index: int | None = None
-    gdr_level: str = "PHB"
-    nccl_debug: bool = False
     host_network: bool = False
     rdma_resource: str | None = None  # NAME or NAME=COUNT
     privileged: bool = False

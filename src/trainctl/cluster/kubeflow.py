@@ -22,12 +22,13 @@ instead: nodes = PADDLE_NNODES, rank = the pod's index, master = PADDLE_MASTER (
 when it can be), and this pod's address (--host) from, in order: TRAINCTL_POD_IP
 (downward API status.podIP, set by k8s-manifest); on worker 0 the master's IP, its own;
 the pod name as the pod resolves it (kubelet writes `<pod IP> <pod name>` into the pod's
-/etc/hosts); else the route to the master (trainctl.launch.plan). The three variables are
+/etc/hosts); else the route to the master (trainctl.core.hostinfo). The three variables are
 kept in the launcher's environment (paddle launch reads them; they agree with the flags).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -35,8 +36,9 @@ from typing import Callable, Mapping
 
 from trainctl import output
 from trainctl.errors import UserError
-from trainctl.launch.envutil import PADDLEJOB_VARIABLES
-from trainctl.launch.plan import is_ip, route_source_address
+from trainctl.core.envutil import PADDLEJOB_VARIABLES
+from trainctl.core.hostinfo import is_ip, route_source_address
+from trainctl.launch.plan import LaunchOptions
 
 POD_NAME_VARIABLE = "TRAINCTL_POD_NAME"  # downward API metadata.name (k8s-manifest sets it)
 POD_IP_VARIABLE = "TRAINCTL_POD_IP"  # downward API status.podIP (k8s-manifest sets it)
@@ -129,24 +131,23 @@ def _own_address(placement: PodPlacement, env: Mapping[str, str], resolve, maste
     return None, "neither the pod name nor the route to the master gives an address; paddle guesses"
 
 
-def apply_kubeflow(kwargs: dict, env: Mapping[str, str] | None = None, hostname: str | None = None,
-                   resolve: Callable[[str], str] | None = None, launcher_given: bool | None = None,
-                   route: Callable[[str], str | None] | None = None) -> dict:
-    """Fill the node flags from a PaddleJob pod for `--launcher kubeflow`, or when detected.
+def apply_kubeflow(opts: LaunchOptions, env: Mapping[str, str] | None = None, hostname: str | None = None,
+                   resolve: Callable[[str], str] | None = None, launcher_given: bool = False,
+                   route: Callable[[str], str | None] | None = None) -> LaunchOptions:
+    """Fill the node options from a PaddleJob pod for `--launcher kubeflow`, or when detected.
 
     Detected: the three PaddleJob variables are set, --launcher was not given and no node
-    flag was. Returns the kwargs to plan with (launcher back to paddle's, `keep_env` and
-    `placement` added for the plan) or, when nothing applies, the kwargs unchanged.
+    flag was. Returns the options to plan with (launcher back to paddle's, `keep_env` and
+    `placement` set for the plan) or, when nothing applies, the options unchanged.
     """
-    from trainctl.cluster.options import in_paddlejob, launcher_was_given, node_flags_given
+    from trainctl.cluster.options import in_paddlejob, node_flags_given
 
     env = os.environ if env is None else env
-    explicit = kwargs.get("launcher") == "kubeflow"
+    explicit = opts.launcher == "kubeflow"
     if not explicit:
-        given = launcher_was_given() if launcher_given is None else launcher_given
-        if given or not in_paddlejob(env) or node_flags_given(kwargs):
-            return kwargs
-    elif node_flags_given(kwargs):
+        if launcher_given or not in_paddlejob(env) or node_flags_given(opts):
+            return opts
+    elif node_flags_given(opts):
         raise UserError("--launcher kubeflow takes the nodes from the PaddleJob; drop --nnodes/--node-rank/--master/--host/--ips",
                         hint="or use those flags with --launcher paddle")
     if resolve is None:
@@ -159,11 +160,10 @@ def apply_kubeflow(kwargs: dict, env: Mapping[str, str] | None = None, hostname:
             raise
         raise UserError(f"{exc.message} ({', '.join(PADDLEJOB_VARIABLES)} are set, as in a PaddleJob pod)",
                         hint=f"{exc.hint}; or pass --launcher paddle to ignore them") from None
-    kwargs = dict(kwargs)
-    kwargs["launcher"] = "paddle"
+    changes: dict = {"launcher": "paddle"}
     # one pod needs no master: the variables would only point paddle launch at one, so they go as stale
     kept = [name for name in PADDLEJOB_VARIABLES if name in env] if placement.nnodes > 1 else []
-    kwargs["keep_env"] = tuple(kept)
+    changes["keep_env"] = tuple(kept)
     how = "--launcher kubeflow" if explicit else \
         f"detected from {', '.join(PADDLEJOB_VARIABLES)}; --launcher paddle ignores them"
     rows = [("pod", f"{placement.pod} ({placement.pod_from}): node rank {placement.index} of {placement.nnodes}")]
@@ -175,17 +175,17 @@ def apply_kubeflow(kwargs: dict, env: Mapping[str, str] | None = None, hostname:
                 master_note = f" (resolved {placement.master_host})"
             except OSError:
                 master_note = " (not resolvable yet: paddle launch waits for it)"
-        kwargs["nnodes"] = placement.nnodes
-        kwargs["node_rank"] = placement.index
-        kwargs["master"] = f"{master_host}:{placement.master_port}"
+        changes["nnodes"] = placement.nnodes
+        changes["node_rank"] = placement.index
+        changes["master"] = f"{master_host}:{placement.master_port}"
         host, host_from = _own_address(placement, env, resolve, master_host, route)
-        kwargs["host"] = host
-        rows.append(("master", f"PADDLE_MASTER={env['PADDLE_MASTER']} -> --master {kwargs['master']}{master_note}"))
+        changes["host"] = host
+        rows.append(("master", f"PADDLE_MASTER={env['PADDLE_MASTER']} -> --master {changes['master']}{master_note}"))
         rows.append(("this pod", f"--host {host} (from {host_from})" if host else f"no --host: {host_from}"))
         rows.append(("kept", f"{' '.join(kept)} (paddle launch reads them; they agree with the flags)"))
     else:
         rows.append(("master", f"none needed for one pod: {' '.join(PADDLEJOB_VARIABLES)} are removed"))
-    kwargs["placement"] = {
+    changes["placement"] = {
         "kind": "kubeflow",
         "title": f"Kubeflow PaddleJob {placement.job}, {how}",
         "rows": [list(row) for row in rows],
@@ -195,10 +195,10 @@ def apply_kubeflow(kwargs: dict, env: Mapping[str, str] | None = None, hostname:
         "index": placement.index,
         "nnodes": placement.nnodes,
         "paddle_master": env["PADDLE_MASTER"],
-        "master": kwargs.get("master"),
-        "host": kwargs.get("host"),
+        "master": changes.get("master"),
+        "host": changes.get("host"),
         "kept": kept,
     }
     output.info(f"PaddleJob {placement.job}: pod {placement.pod} is node {placement.index} of {placement.nnodes}"
-                + (f", master {kwargs['master']}" if placement.nnodes > 1 else "") + f"; {how}")
-    return kwargs
+                + (f", master {changes['master']}" if placement.nnodes > 1 else "") + f"; {how}")
+    return dataclasses.replace(opts, **changes)

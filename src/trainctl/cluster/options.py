@@ -11,11 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from trainctl.launch.envutil import PADDLEJOB_VARIABLES  # the operator's variables in a PaddleJob pod
+from trainctl.core.envutil import PADDLEJOB_VARIABLES  # the operator's variables in a PaddleJob pod
 
 DEFAULT_MASTER_PORT = 8090  # paddle's documented example port; preflight checks it is free
 DEFAULT_CONNECT_TIMEOUT = 10
 
+# parameters of `train` that place this node among the others (set per host by the fan-out, by Slurm, by a PaddleJob)
+NODE_PARAMS = ("nnodes", "node_rank", "master", "host", "ips")
+PLACERS = ("slurm", "kubeflow")  # launchers that take the nodes (and devices) from their environment
 # parameters of `train` that belong to the fan-out itself (never forwarded)
 CLUSTER_PARAMS = ("hostfile", "hosts", "remote_workdir", "remote_python", "ssh_options", "ssh_port",
                   "connect_timeout", "master_port", "no_preflight")
@@ -47,20 +50,11 @@ def pop_cluster_options(kwargs: dict) -> ClusterOptions:
     return ClusterOptions(**values)
 
 
-def node_flags_given(kwargs: Mapping) -> bool:
-    """True when the user placed this node by hand (--nnodes/--master/--host/--ips): no engine overrides that."""
-    return kwargs.get("nnodes", 1) != 1 or any(kwargs.get(k) for k in ("master", "host", "ips"))
+def node_flags_given(opts) -> bool:
+    """True when the user placed this node by hand (--nnodes/--master/--host/--ips): no engine overrides that.
 
-
-def launcher_was_given() -> bool:
-    """True when the running click command got --launcher on its command line (or from its environment)."""
-    import click
-    from click.core import ParameterSource
-
-    ctx = click.get_current_context(silent=True)
-    if ctx is None or "launcher" not in ctx.params:
-        return False
-    return ctx.get_parameter_source("launcher") in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    `opts`: a launch.options.PlacementOptions (or LaunchOptions)."""
+    return opts.nnodes != 1 or any((opts.master, opts.host, opts.ips))
 
 
 def in_slurm_step(env: Mapping[str, str]) -> bool:
@@ -68,12 +62,12 @@ def in_slurm_step(env: Mapping[str, str]) -> bool:
     return bool(env.get("SLURM_JOB_ID")) and bool(env.get("SLURM_STEP_ID") or env.get("SLURM_STEPID"))
 
 
-def slurm_may_apply(kwargs: Mapping, env: Mapping[str, str]) -> bool:
-    """False when `cluster.apply_slurm` would leave these launch flags unchanged.
+def slurm_may_apply(opts, env: Mapping[str, str]) -> bool:
+    """False when `cluster.apply_slurm` would leave these launch options unchanged.
 
     That is: --launcher is not slurm and this process is not in an srun step.
     """
-    return kwargs.get("launcher") == "slurm" or in_slurm_step(env)
+    return opts.launcher == "slurm" or in_slurm_step(env)
 
 
 
@@ -82,9 +76,9 @@ def in_paddlejob(env: Mapping[str, str]) -> bool:
     return all(env.get(name) for name in PADDLEJOB_VARIABLES)
 
 
-def kubeflow_may_apply(kwargs: Mapping, env: Mapping[str, str]) -> bool:
-    """False when `cluster.kubeflow.apply_kubeflow` would leave these launch flags unchanged.
+def kubeflow_may_apply(opts, env: Mapping[str, str]) -> bool:
+    """False when `cluster.kubeflow.apply_kubeflow` would leave these launch options unchanged.
 
     That is: --launcher is not kubeflow and the PaddleJob variables are not all set.
     """
-    return kwargs.get("launcher") == "kubeflow" or in_paddlejob(env)
+    return opts.launcher == "kubeflow" or in_paddlejob(env)

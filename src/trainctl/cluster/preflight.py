@@ -11,7 +11,7 @@ never imports paddle):
 - config and data: the config resolves there (with the -o overrides) and the datasets
   the job reads exist, relative to the remote working directory (trainctl's quick
   dataset check, as each node would run it);
-- ppdet: the ppdet each host's workers would import (launch/ppdet_source.py's rule, applied
+- ppdet: the ppdet each host's workers would import (core/ppdet_source.py's rule, applied
   in the remote working directory with the forwarded --ppdet), its modules installed; the
   same kind, version and commit on every host;
 - port: on the master host, the master port can be bound.
@@ -69,7 +69,7 @@ if args.get("config"):
     except Exception as exc:
         out["config_error"] = one_line(exc)
 try:
-    from trainctl.launch import ppdet_source
+    from trainctl.core import ppdet_source
     src = ppdet_source.choose(args.get("ppdet"))
     out["ppdet"] = src.identity
     out["ppdet_description"] = src.describe()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainctl.errors import UserError
-from trainctl.launch import hostinfo
+from trainctl.core import hostinfo
 
 
 @dataclass

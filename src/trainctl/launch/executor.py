@@ -27,7 +27,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainctl.launch import envutil, logscrub, procwatch, progress, rootcause
+from trainctl.core import envutil
+from trainctl.core.procutil import parent_death_signal
+from trainctl.launch import logscrub, procwatch, progress, rootcause
 from trainctl.launch.hangwatch import HangWatch
 from trainctl.launch.plan import NodePlan, Plan
 from trainctl.launch.procwatch import RUN_ID_VAR, kill_leftovers, processes_with_marker  # noqa: F401 (re-exported)
@@ -184,7 +186,7 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
     try:
         child = subprocess.Popen(node.argv, cwd=node.cwd, env=env, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                                 preexec_fn=procwatch.parent_death_signal)
+                                 preexec_fn=parent_death_signal)
     except OSError as exc:
         log_file.close()
         from trainctl.errors import RuntimeFailure

@@ -83,7 +83,7 @@ def prepare(task: str, topts: TaskOptions, lopts: LaunchOptions, ctx: PlanContex
 
 def check_ppdet(plan: Plan, dry: bool) -> None:
     """Before any worker starts: the chosen ppdet imports (its third-party modules are installed)."""
-    from trainctl.launch import ppdet_source
+    from trainctl.core import ppdet_source
 
     _check(dry, plan, ppdet_source.check_importable, plan.ppdet)
 
@@ -195,13 +195,6 @@ def run(task: str, topts: TaskOptions, lopts: LaunchOptions, argv: list[str] | N
     return launch(task, rc, plan, topts, argv if argv is not None else sys.argv)
 
 
-RESTART_BACKOFF = (0.5, 60.0)  # seconds before restart n: first * 2**(n-1), at most the second
-
-
-def backoff_seconds(attempt: int) -> float:
-    """The wait before restart `attempt` (1, 2, ...): 0.5 s, 1 s, 2 s, ... up to 60 s."""
-    first, cap = RESTART_BACKOFF
-    return min(cap, first * 2 ** max(0, attempt - 1))
 
 
 def effective_hang_timeout(topts: TaskOptions, plan: Plan) -> float:
@@ -216,7 +209,7 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
     from trainctl.config import dump_yaml
     from trainctl.fsutil import atomic_write_text
     from trainctl.launch import executor
-    from trainctl.runner.job import CONFIG_FILE, Job
+    from trainctl.core.job import CONFIG_FILE, Job
     from trainctl.runrecord import RunRecord
 
     node = plan.local_node
@@ -289,11 +282,17 @@ def _run_attempts(plan: Plan, node, job, record, budget: int, hang_timeout: floa
     """Run the job, and again from the newest complete checkpoint after each failure, up to
     `budget` restarts; returns (the last attempt's result, restarts done), or (None, n) when
     interrupted while waiting to restart. Each attempt is recorded in run.json."""
+    from trainctl.core.restart import run_with_restarts
     from trainctl.launch import executor
 
     log_dir = Path(node.cwd) / node.log_dir
-    attempt = 0
-    while True:
+    entry: dict = {}
+
+    def run_once(attempt: int):
+        nonlocal entry
+        if attempt:
+            job.resume, job.attempt = "auto", attempt
+            job.save(run_dir / "job.json")
         entry = _attempt_start(record, earlier + attempt, job, run_dir)
         try:
             result = executor.run_node(plan, node, hang_timeout=hang_timeout)
@@ -302,22 +301,24 @@ def _run_attempts(plan: Plan, node, job, record, budget: int, hang_timeout: floa
             record.finish(1, "failed", {"error": str(exc)})
             raise
         _attempt_end(record, entry, result, plan, node)
-        if not _should_restart(result, plan, attempt, budget):
-            return result, attempt
-        attempt += 1
-        wait = backoff_seconds(attempt)
+        return result
+
+    def before_wait(attempt: int, wait: float, result) -> None:
         output.warn(f"attempt {attempt} of {budget + 1} failed: {executor.describe_failure(result, plan)}")
         _archive_logs(log_dir, entry["attempt"], entry)
         _clear_progress(run_dir, plan)
         record.write()
         output.info(f"restarting the job in {wait:g}s from the newest complete checkpoint "
                     f"(restart {attempt} of {budget}, --max-restarts)")
-        if _sleep_interruptibly(wait):
-            record.finish(130, "interrupted", {"note": "interrupted while waiting to restart"})
-            output.error("interrupted while waiting to restart; all workers stopped")
-            return None, attempt
-        job.resume, job.attempt = "auto", attempt
-        job.save(run_dir / "job.json")
+
+    result, restarts, interrupted = run_with_restarts(
+        run_once, lambda result, attempt: _should_restart(result, plan, attempt, budget), budget, before_wait,
+        _sleep_interruptibly)
+    if interrupted:
+        record.finish(130, "interrupted", {"note": "interrupted while waiting to restart"})
+        output.error("interrupted while waiting to restart; all workers stopped")
+        return None, restarts
+    return result, restarts
 
 
 def _report_root_cause(result, plan: Plan) -> None:
@@ -363,7 +364,7 @@ def _should_restart(result, plan: Plan, attempt: int, budget: int) -> bool:
 
 def _attempt_start(record, attempt: int, job, run_dir: Path) -> dict:
     """Add attempt `attempt` (0 = the first) to run.json with the checkpoint it resumes from."""
-    from trainctl.runner.checkpoint import latest_checkpoint
+    from trainctl.core.checkpoints import latest_checkpoint
     from trainctl.runrecord import now
 
     resumed = None
@@ -422,7 +423,7 @@ def _archive_logs(log_dir: Path, attempt: int, entry: dict) -> None:
 
 def _clear_progress(run_dir: Path, plan: Plan) -> None:
     """Drop this node's heartbeats: the next attempt's first one marks its first iteration."""
-    from trainctl.launch.progress import clear_heartbeats
+    from trainctl.core.heartbeat import clear_heartbeats
 
     per_node = plan.world_size // max(1, plan.nnodes)
     clear_heartbeats(run_dir, range(plan.node_rank * per_node, (plan.node_rank + 1) * per_node))

@@ -1,5 +1,5 @@
 """Secrets out of the logs: paddle launch dumps the whole environment (envlog.N,
-backup_env.N.json) into --log_dir; values of secret-looking variables (launch/envutil.py)
+backup_env.N.json) into --log_dir; values of secret-looking variables (core/envutil.py)
 are replaced with *** as soon as those dumps appear, and in every log file at the end."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from trainctl.fsutil import atomic_write_bytes
-from trainctl.launch import envutil
+from trainctl.core import envutil
 
 # files paddle.distributed.launch (2.6, 3.3) writes into --log_dir with the whole environment:
 # envlog.N and backup_env.N.json when it starts the workers, <job>.<pod>.log (str(os.environ))

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainctl.errors import UserError
-from trainctl.launch import hostinfo
+from trainctl.core import hostinfo
 
 PRESETS = ("auto", "nccl", "tcp", "rdma", "gpudirect", "gloo")
 NCCL_AUTO_GID_CODE = 22100  # NCCL 2.21 picks the RoCE GID index itself

@@ -18,7 +18,6 @@ is `<python> -m trainctl.runner.worker` with the same interpreter as trainctl.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shlex
 import sys
@@ -27,37 +26,25 @@ from pathlib import Path
 from typing import Callable
 
 from trainctl.errors import UserError
-from trainctl.launch import envutil, netpresets, ppdet_source
+from trainctl.core import envutil, ppdet_source
+from trainctl.core.hostinfo import free_port, is_ip, is_local_address, port_in_use, route_source_address
+from trainctl.launch import netpresets
 from trainctl.launch.devices import DeviceChoice, DeviceEnv, choose_devices
 from trainctl.launch.lr import LRReport
+from trainctl.launch.options import NetworkOptions, PlacementOptions
 
 WORKER_MODULE = "trainctl.runner.worker"
 LAUNCHERS = ("paddle", "fleetrun")
 
 
 @dataclass
-class LaunchOptions:
-    """The device, node and network flags shared by `train` and `eval`."""
+class LaunchOptions(PlacementOptions, NetworkOptions):
+    """The device, node and network flags shared by `train` and `eval` (launch/options.py), and the run's environment."""
 
-    device: str = "auto"
-    gpus: str | None = None
-    nproc: int | None = None
-    launcher: str = "paddle"
-    nnodes: int = 1
-    node_rank: int = 0
-    master: str | None = None
-    host: str | None = None
-    ips: str | None = None
-    net: str = "auto"
-    ifname: str | None = None
-    hca: str | None = None
-    gid_index: int | None = None
-    gdr_level: str = "PHB"
-    nccl_debug: bool = False
     env: tuple[str, ...] = ()
     lr_scale: str = "linear"
     ref_gpus: int | None = None
-    ppdet: str | None = None  # --ppdet DIR (see launch/ppdet_source.py for the rule)
+    ppdet: str | None = None  # --ppdet DIR (see core/ppdet_source.py for the rule)
     # set by a cluster engine that placed this node from its scheduler's environment (cluster/kubeflow.py):
     keep_env: tuple[str, ...] = ()  # stale-looking variables that are this run's input: not removed
     placement: dict | None = None  # {"kind", "title", "rows": [[key, text], ...], ...}: shown by --dry-run
@@ -174,60 +161,6 @@ class Plan:
         return data
 
 
-# ---------------------------------------------------------------- host probes
-# (each imports socket when it runs: a single-node plan calls none of them)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
-def _is_local_address(host: str) -> bool:
-    """True when `host` is an address of this machine (binding to it works)."""
-    import socket
-
-    try:
-        address = socket.gethostbyname(host)
-    except OSError:
-        return False
-    if address.startswith("127."):
-        return True
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((address, 0))
-            return True
-        except OSError:
-            return False
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("", port))
-            return False
-        except OSError:
-            return True
-
-
-def route_source_address(host: str) -> str | None:
-    """The local address the kernel would use to reach `host` (a UDP connect sends nothing)."""
-    import socket
-
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect((host, 9))
-            return s.getsockname()[0]
-    except OSError:
-        return None
-
-
 def default_context(environ: dict[str, str] | None = None, strict: bool = True) -> PlanContext:
     from trainctl.launch.devices import detect_device_env
 
@@ -254,14 +187,6 @@ def parse_master(master: str) -> tuple[str, int]:
         raise UserError(f"--master {master!r} is not HOST:PORT",
                         hint="e.g. --master 10.0.0.1:8090 (the address of node 0 and a free port)")
     return host.strip("[]"), int(port)
-
-
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
 
 
 # ---------------------------------------------------------------- building
@@ -294,7 +219,7 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
             raise UserError(f"--nnodes {opts.nnodes} but --ips names {len(ips)} nodes")
         nnodes = len(ips)
         if host is None:
-            is_local = ctx.is_local_address or _is_local_address
+            is_local = ctx.is_local_address or is_local_address
             mine = [ip for ip in ips if is_local(ip)]
             host = mine[0] if mine else None
         if host in ips:
@@ -316,11 +241,11 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
     if master:
         master_host, master_port = parse_master(master)
         if node_rank == 0 and not master.startswith("etcd://"):
-            is_local = ctx.is_local_address or _is_local_address
+            is_local = ctx.is_local_address or is_local_address
             if not is_local(master_host):
                 problem(f"this is node 0, which hosts the master, but {master_host} is not an address of this host",
                         "run node rank 0 on the --master host, or fix --master")
-            elif (ctx.port_in_use or _port_in_use)(master_host, master_port):
+            elif (ctx.port_in_use or port_in_use)(master_host, master_port):
                 problem(f"master port {master_port} is already in use on this host",
                         "pick another port in --master (the same on every node)")
     world_size = nnodes * device.nproc_per_node
@@ -331,7 +256,7 @@ def build_plan(opts: LaunchOptions, *, task: str, run_dir: str, ctx: PlanContext
     else:
         launcher = opts.launcher
         if nnodes == 1 and not master:
-            master = f"127.0.0.1:{(ctx.free_port or _free_port)()}"
+            master = f"127.0.0.1:{(ctx.free_port or free_port)()}"
 
     if host is None and nnodes > 1 and master_host:
         if node_rank == 0 and is_ip(master_host):

@@ -28,20 +28,11 @@ from trainctl.launch import progress
 
 RUN_ID_VAR = "TRAINCTL_RUN_ID"
 PR_SET_CHILD_SUBREAPER = 36
-PR_SET_PDEATHSIG = 1
 
 
 def become_subreaper() -> None:
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def parent_death_signal() -> None:
-    """In a child before exec: SIGTERM it when trainctl dies, even by SIGKILL (Linux prctl)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     except (OSError, AttributeError):
         pass
 

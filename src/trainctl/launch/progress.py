@@ -1,11 +1,7 @@
 """Worker progress as the launcher sees it: per-rank heartbeat files and /proc.
 
-Each worker writes `<run_dir>/progress/rank<R>.json` after every training
-iteration (runner/progress.py): {"rank", "iter" (global iterations done),
-"epoch", "step", "phase", "time"}. A write is a small file replaced by rename,
-no fsync: cheap next to an iteration, and a reader never sees half a record.
-Phase is "train" while iterating; "epoch_end" (checkpoint, evaluation) and
-"save" (a mid-epoch checkpoint) pause the hang clock.
+The heartbeat files themselves (`<run_dir>/progress/rank<R>.json`, written by
+each worker after every iteration) are core/heartbeat.py's protocol.
 
 The launcher reads these records to decide two things (executor.py):
 - a hang: no rank completed an iteration within --hang-timeout while every
@@ -21,14 +17,15 @@ Pure: no paddle.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 
-PROGRESS_DIR = "progress"
-PHASE_TRAIN = "train"
-STACK_SIGNAL_NAME = "SIGUSR1"  # the worker registers faulthandler on it (runner/progress.py)
+# the file protocol itself is core (the worker writes it): re-exported here for the executor
+from trainctl.core.heartbeat import (  # noqa: F401
+    PHASE_TRAIN, PROGRESS_DIR, STACK_SIGNAL_NAME, clear_heartbeats, heartbeat_path, read_heartbeat, write_heartbeat,
+)
+
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$", re.IGNORECASE)
 _UNIT = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
 # default --hang-timeout when the run has several workers (world size > 1); off for one process
@@ -52,36 +49,6 @@ def format_duration(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{int(seconds // 60)}m"
     return f"{seconds:g}s"
-
-
-def heartbeat_path(run_dir: str | os.PathLike, rank: int) -> Path:
-    return Path(run_dir) / PROGRESS_DIR / f"rank{rank}.json"
-
-
-def write_heartbeat(path: Path, record: dict) -> None:
-    """Replace the rank's record (temporary file + rename; no fsync: a lost record only delays)."""
-    import json  # lazy: a dry run reads this module's defaults and must not load json
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, path)
-
-
-def read_heartbeat(run_dir: str | os.PathLike, rank: int) -> dict | None:
-    import json
-
-    try:
-        return json.loads(heartbeat_path(run_dir, rank).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def clear_heartbeats(run_dir: str | os.PathLike, ranks) -> None:
-    for rank in ranks:
-        try:
-            heartbeat_path(run_dir, rank).unlink()
-        except FileNotFoundError:
-            pass
 
 
 def stalled(records: dict[int, dict | None], now: float, timeout: float) -> bool:

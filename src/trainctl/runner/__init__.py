@@ -1,4 +1,7 @@
 """Code that runs inside worker processes (imports paddle and ppdet).
 
-Nothing outside runner/ imports from here except `runner.job`, which is pure.
+Imports only trainctl.core, config, weights and the base modules (errors, fsutil,
+output), never the launcher (tests/unit/test_import_direction.py). Outside
+runner/, only the CLI's `export`/`infer`/`eval` paths and the smoke report import
+from here; the launcher names `trainctl.runner.worker` as the module it starts.
 """

@@ -7,7 +7,7 @@ preprocess / inference / postprocess time in ms per image (mean, p50, p90),
 images/s, CPU RSS and GPU memory.
 
 The model, its preprocessing and the output decoding are the runner's
-(`runner/predict.py`: ExportedModel, its Preprocessor, rows_to_detections);
+(`runner/predict.py`: ExportedModel; runner/preprocess.py: its Preprocessor; runner/results.py: rows_to_detections);
 this module only times them. The stages, per batch:
 
 - preprocess: read and decode each image, the infer_cfg.yml steps, stack the
@@ -31,7 +31,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from trainctl.core.hostinfo import cpu_model
 from trainctl.errors import UserError
+from trainctl.output import fmt_value
 
 STAGES = ("preprocess", "inference", "postprocess", "total")
 
@@ -67,17 +69,6 @@ def check_options(batch_size: int, threads: int, warmup: int, repeats: int) -> N
 
 
 # ------------------------------------------------------------------ environment probes
-
-
-def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
-    try:
-        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model", "Hardware", "cpu model") and value.strip():
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _status_kib(field: str, status: str = "/proc/self/status") -> int | None:
@@ -138,7 +129,7 @@ def environment(model, threads: int, use_gpu: bool) -> dict:
     except AttributeError:
         commit = None
     mkldnn, mkldnn_source = (None, "not used on GPU") if use_gpu else _mkldnn(model)
-    from trainctl.launch.hostinfo import cpu_count
+    from trainctl.core.hostinfo import cpu_count
 
     available = cpu_count()
     return {
@@ -164,7 +155,8 @@ def environment(model, threads: int, use_gpu: bool) -> dict:
 
 def time_batch(model, paths: list[str], threshold: float) -> tuple[dict, list, tuple]:
     """Run one batch through the three stages; returns (seconds per stage, detections, input shape)."""
-    from trainctl.runner.predict import rows_to_detections, split_rows, stack_batch
+    from trainctl.runner.preprocess import split_rows, stack_batch
+    from trainctl.runner.results import rows_to_detections
 
     t0 = time.perf_counter()
     inputs = stack_batch([model.preprocess(model.read_rgb(p)) for p in paths])  # as `trainctl infer --batch-size` stacks
@@ -184,17 +176,18 @@ def run_benchmark(model_dir: str, image_dir: str | None = None, batch_size: int 
     """Benchmark an exported model on the images of image_dir (or one image, img); returns the report (docs/runs.md)."""
     from trainctl.runner import predict, session
     from trainctl.runner.compat import quiet_ppdet_warnings
+    from trainctl.runner.preprocess import batches_of, load_infer_cfg
 
     check_options(batch_size, threads, warmup, repeats)
     images = predict.list_images(img, image_dir)
-    predict.load_infer_cfg(model_dir)  # a clear error before paddle starts
+    load_infer_cfg(model_dir)  # a clear error before paddle starts
     quiet_ppdet_warnings()
     rss_before = rss_mb()
     if use_gpu is None:
         use_gpu = session.cuda_available()
     model = predict.ExportedModel(model_dir, threads=threads, use_gpu=use_gpu, onednn=onednn)
     rss_loaded = rss_mb()
-    batches = predict.batches_of(images, batch_size)
+    batches = batches_of(images, batch_size)
 
     for i in range(warmup):
         time_batch(model, batches[i % len(batches)], threshold)
@@ -262,16 +255,6 @@ def run_benchmark(model_dir: str, image_dir: str | None = None, batch_size: int 
 # ------------------------------------------------------------------ report
 
 
-def _fmt(value, digits: int = 2) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def format_report(report: dict) -> str:
     """The human form: key facts, then one row per stage (ms per image)."""
     from trainctl.output import table
@@ -280,20 +263,20 @@ def format_report(report: dict) -> str:
     lines = [
         f"paddle {env['paddle_version']} ({(env['paddle_commit'] or '')[:10]}), python {env['python']}",
         f"device {env['device']}, {env['cpu_model']}, {env['cpu_cores']} cores"
-        + (f", MKLDNN {_fmt(env['mkldnn'])}, {env['cpu_threads']} threads" if env["device"] == "cpu" else ""),
+        + (f", MKLDNN {fmt_value(env['mkldnn'])}, {env['cpu_threads']} threads" if env["device"] == "cpu" else ""),
         f"model {model['model_dir']} ({model['arch']}), precision {model['precision']}, input {model['input_shape']}",
         f"images {data['images']} from {data['source']}, batch size {data['batch_size']}, "
         f"warmup {data['warmup_batches']} batches, {data['repeats']} timed passes ({data['timed_images']} images)",
         "",
     ]
-    rows = [[stage] + [_fmt(report["time_ms"][stage][k]) for k in ("mean", "p50", "p90")] for stage in STAGES]
+    rows = [[stage] + [fmt_value(report["time_ms"][stage][k]) for k in ("mean", "p50", "p90")] for stage in STAGES]
     lines.append(table(rows, headers=["ms per image", "mean", "p50", "p90"]))
     lines += [
         "",
-        f"images/s {_fmt(report['throughput']['images_per_s'])} end to end, "
-        f"{_fmt(report['throughput']['inference_images_per_s'])} inference only",
-        f"CPU RSS {_fmt(mem['cpu_rss_mb'], 1)} MB now, {_fmt(mem['cpu_rss_peak_mb'], 1)} MB peak"
-        + (f"; GPU memory {_fmt(mem['gpu_memory_mb'], 0)} MB" if env["device"] != "cpu" else ""),
+        f"images/s {fmt_value(report['throughput']['images_per_s'])} end to end, "
+        f"{fmt_value(report['throughput']['inference_images_per_s'])} inference only",
+        f"CPU RSS {fmt_value(mem['cpu_rss_mb'], 1)} MB now, {fmt_value(mem['cpu_rss_peak_mb'], 1)} MB peak"
+        + (f"; GPU memory {fmt_value(mem['gpu_memory_mb'], 0)} MB" if env["device"] != "cpu" else ""),
     ]
     return "\n".join(lines)
 
@@ -314,7 +297,7 @@ def from_cli(config: str | None, model_dir: str | None, img: str | None, directo
     import json
 
     from trainctl import output
-    from trainctl.launch.hostinfo import cpu_count
+    from trainctl.core.hostinfo import cpu_count
 
     given = {name: value for name, value in (("--warmup", warmup), ("--repeats", repeats),
                                             ("--json", as_json or None)) if value is not None}

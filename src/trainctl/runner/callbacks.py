@@ -10,12 +10,13 @@ import paddle.distributed as dist
 from ppdet.engine.callbacks import Callback, Checkpointer
 
 from trainctl.runner.checkpoint import ITER_PREFIX, record_eval, save_checkpoint
+from trainctl.runner.compat import replace_callbacks, trainer_callbacks, trainer_metrics
 
 
 def _metric_results(trainer) -> dict:
     """{"bbox": 0.61, ...} from the trainer's metrics (first value of each result)."""
     results: dict = {}
-    for metric in trainer._metrics:
+    for metric in trainer_metrics(trainer):
         for key, value in metric.get_results().items():
             try:
                 results[key] = float(value[0])
@@ -114,9 +115,10 @@ def install_callbacks(trainer, job, rank: int = 0, resume_entry: dict | None = N
     """ppdet's callbacks with AtomicCheckpointer for its Checkpointer; DataOrder first (it shifts
     step_id for the others on a mid-epoch resume), the Heartbeat last."""
     from trainctl.runner.monitor import install_monitors
-    from trainctl.runner.progress import DataOrder, Heartbeat
+    from trainctl.runner.data_order import DataOrder
+    from trainctl.runner.progress import Heartbeat
 
-    callbacks = trainer._compose_callback._callbacks
+    callbacks = trainer_callbacks(trainer)
     heartbeat = Heartbeat(trainer, job.run_dir, rank)
     skip = int(resume_entry.get("iter", 0)) if resume_entry else 0
     order = DataOrder(trainer, job.seed, rank, skip_epoch=int(resume_entry["epoch"]) if skip else None, skip=skip)
@@ -126,5 +128,4 @@ def install_callbacks(trainer, job, rank: int = 0, resume_entry: dict | None = N
                           if isinstance(c, Checkpointer) else c for c in callbacks]
     install_monitors(trainer, replaced, job.run_dir, job.vdl, getattr(job, "progress", "auto"))
     replaced.append(heartbeat)
-    callbacks[:] = replaced
-    trainer._callbacks = replaced
+    replace_callbacks(trainer, replaced)

@@ -9,95 +9,23 @@ itself written atomically). A checkpoint exists for trainctl only when the
 index lists it and its files have the sizes the index recorded, so a file
 planted or truncated under a final name is never chosen by `--resume auto`.
 
-The index part (read_index, latest_checkpoint) is pure; saving imports paddle
-inside the functions, so this module can be imported without paddle.
+The index part (read_index, latest_checkpoint) is pure and lives in
+core/checkpoints.py, where the launcher and `trainctl runs` read it; saving
+imports paddle inside the functions, so this module can be imported without paddle.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import time
 from pathlib import Path
 
-from trainctl.fsutil import _fsync_dir, atomic_target, atomic_write_text
-
-INDEX_FILE = "checkpoints.json"
-PARTS = (".pdparams", ".pdopt", ".pdema")
-ITER_PREFIX = "iter"  # mid-epoch checkpoints: iter<global iteration>
-
-
-def read_index(run_dir: str | os.PathLike) -> dict:
-    path = Path(run_dir) / INDEX_FILE
-    try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return {"checkpoints": [], "evals": [], "best": None}
-    data.setdefault("checkpoints", [])
-    data.setdefault("evals", [])
-    data.setdefault("best", None)
-    return data
-
-
-def write_index(run_dir: str | os.PathLike, index: dict) -> None:
-    atomic_write_text(Path(run_dir) / INDEX_FILE, json.dumps(index, indent=2, sort_keys=True) + "\n")
-
-
-def is_complete(run_dir: str | os.PathLike, entry: dict) -> bool:
-    """True when every file the index recorded for the checkpoint is there with its recorded size."""
-    files = entry.get("files") or {}
-    if ".pdparams" not in files:
-        return False
-    for suffix, size in files.items():
-        path = Path(run_dir) / (entry["name"] + suffix)
-        try:
-            if path.stat().st_size != size:
-                return False
-        except FileNotFoundError:
-            return False
-    return True
-
-
-def position(entry: dict) -> tuple:
-    """Where a checkpoint sits in training: (completed epochs, iterations into the next epoch, time).
-
-    An epoch checkpoint after epoch e (0-based) is (e + 1, 0); a mid-epoch one
-    (--save-interval-iters) taken k iterations into epoch e is (e, k).
-    """
-    return (entry["epoch"], entry.get("iter", 0), entry.get("time", 0))
-
-
-def is_rotated(entry: dict) -> bool:
-    """Numbered epoch checkpoints (`3`) and mid-epoch ones (`iter120`) fall under --keep."""
-    name = entry["name"]
-    return name.isdigit() or (name.startswith(ITER_PREFIX) and name[len(ITER_PREFIX):].isdigit())
-
-
-def find_entry(run_dir: str | os.PathLike, name: str) -> dict | None:
-    """The index entry of the checkpoint called `name` (a stem's file name), if listed."""
-    return next((e for e in read_index(run_dir)["checkpoints"] if e["name"] == name), None)
-
-
-def latest_checkpoint(run_dir: str | os.PathLike, need_optimizer: bool = True) -> dict | None:
-    """The newest complete checkpoint of a run (by epoch, iteration, then time), or None.
-
-    Only checkpoints listed in the index count; best_model is a copy of an
-    epoch's weights and is never a resume point.
-    """
-    candidates = [
-        e
-        for e in read_index(run_dir)["checkpoints"]
-        if e["name"] != "best_model" and is_complete(run_dir, e) and (not need_optimizer or ".pdopt" in e["files"])
-    ]
-    if not candidates:
-        return None
-    return max(candidates, key=position)
-
-
-def checkpoint_stem(run_dir: str | os.PathLike, entry: dict) -> str:
-    return str(Path(run_dir) / entry["name"])
-
+from trainctl.core.checkpoints import (  # noqa: F401 (the index half, re-exported for the worker's modules)
+    INDEX_FILE, ITER_PREFIX, PARTS, checkpoint_stem, find_entry, is_complete, is_rotated, latest_checkpoint, position,
+    read_index, write_index,
+)
+from trainctl.fsutil import atomic_target, fsync_dir
 
 def _save_atomic(obj, path: Path) -> int:
     """paddle.save to a temporary name, fsync, rename; return the size."""
@@ -156,7 +84,7 @@ def _save_checkpoint(run_dir: Path, name: str, params: dict, optimizer, epoch: i
         state = optimizer.state_dict()
         state["last_epoch"] = epoch
         files[".pdopt"] = _save_atomic(state, run_dir / f"{name}.pdopt")
-    _fsync_dir(run_dir)
+    fsync_dir(run_dir)
 
     entry = {"name": name, "epoch": epoch, "time": time.time(), "files": files}
     if iteration:

@@ -153,6 +153,8 @@ def make_recorder(trainer, run_dir: str):
     from ppdet.engine.callbacks import Callback
     from ppdet.metrics import COCOMetric, VOCMetric
 
+    from trainctl.runner.compat import trainer_metrics
+
     class ClasswiseRecorder(Callback):
         def __init__(self):
             super().__init__(trainer)
@@ -163,7 +165,7 @@ def make_recorder(trainer, run_dir: str):
         def on_epoch_end(self, status):
             if status.get("mode") != "eval" or self.rows:
                 return
-            for metric in self.model._metrics:
+            for metric in trainer_metrics(self.model):
                 if isinstance(metric, VOCMetric):
                     self.rows = voc_classwise(metric.detection_map)
                 elif isinstance(metric, COCOMetric):

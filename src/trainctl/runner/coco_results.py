@@ -121,7 +121,7 @@ def score_results(flat_config: str, results_file: str) -> dict:
     """mAP of a bbox.json on the config's eval dataset, with the config's metric (imports paddle/ppdet)."""
     results = load_results(results_file)
     from trainctl.runner import session
-    from trainctl.runner.compat import quiet_ppdet_warnings
+    from trainctl.runner.compat import quiet_ppdet_warnings, trainer_metrics
 
     quiet_ppdet_warnings()
     cfg = session.load_flat_config(flat_config)
@@ -139,7 +139,7 @@ def score_results(flat_config: str, results_file: str) -> dict:
 
         stats = cocoapi_eval(results_file, "bbox", anno_file=trainer.dataset.get_anno())
         return {"metric": "COCO", "results": {"bbox": float(stats[0])}, "images": len(trainer.dataset.roidbs), "entries": len(results)}
-    voc = trainer._metrics[0]
+    voc = trainer_metrics(trainer)[0]
     records = trainer.dataset.roidbs
     cat_ids = list(range(int(cfg["num_classes"])))
     for record, rows in zip(records, rows_per_image(results, records, cat_ids)):

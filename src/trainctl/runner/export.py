@@ -58,7 +58,7 @@ def export_model(flat_config: str, weights: str | None, output_dir: str, device:
 
 
 def _export_in_subprocess(flat_config: str, weights: str | None, output_dir: str, device: str = "cpu") -> dict:
-    from trainctl.launch import ppdet_source
+    from trainctl.core import ppdet_source
     from trainctl.runner import compat, session
 
     env = dict(os.environ, **compat.EXPORT_ENV)
@@ -141,7 +141,7 @@ def _export_here(flat_config: str, weights: str | None, output_dir: str, device:
 def run_export(config: str, overrides: list[str] | tuple[str, ...], weights: str | None, output_dir: str | None,
                device: str = "cpu", ppdet: str | None = None) -> dict:
     """`trainctl export`: resolve the config, check the inputs and weights (before paddle), export with
-    the ppdet the rule chooses (`--ppdet DIR`, see launch/ppdet_source.py)."""
+    the ppdet the rule chooses (`--ppdet DIR`, see core/ppdet_source.py)."""
     from trainctl.runner import compat, predictor_config, session
 
     compat.export_env()  # first: nothing below may import paddle before this
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.ppdet_source:
-            from trainctl.launch.ppdet_source import PpdetSource
+            from trainctl.core.ppdet_source import PpdetSource
             from trainctl.runner import session
 
             session.use_source(PpdetSource.from_dict(json.loads(args.ppdet_source)))

@@ -24,6 +24,7 @@ import time
 from ppdet.engine.callbacks import Callback
 
 from trainctl.fsutil import atomic_write_text
+from trainctl.runner.compat import add_callback
 
 MAX_ITERS_KEY = "max_iters"
 LITE_FILE = "lite_train.json"
@@ -96,4 +97,4 @@ def limit_iterations(trainer, limit: int, run_dir: str, rank: int, world_size: i
         batch_size = int(trainer.cfg["TrainReader"]["batch_size"])
     except (KeyError, TypeError, ValueError):
         batch_size = 1
-    trainer._compose_callback._callbacks.append(IterationTimer(trainer, run_dir, rank, world_size, batch_size))
+    add_callback(trainer, IterationTimer(trainer, run_dir, rank, world_size, batch_size))

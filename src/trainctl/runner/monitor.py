@@ -23,6 +23,8 @@ import time
 import paddle.distributed as dist
 from ppdet.engine.callbacks import Callback
 
+from trainctl.runner.compat import trainer_metrics
+
 PROGRESS_MODES = ("auto", "tty", "plain", "quiet")
 
 
@@ -67,7 +69,7 @@ class VisualDLScalars(Callback):
         if self.writer is None:
             return
         if status.get("mode") == "eval":
-            for metric in self.model._metrics:
+            for metric in trainer_metrics(self.model):
                 for key, value in metric.get_results().items():
                     try:
                         self.writer.add_scalar(f"eval/{key}_mAP", float(value[0]), status["epoch_id"] + 1)

@@ -21,38 +21,28 @@ Padding is harmless for heads that decode boxes in pixels, but YOLOv3's
 yolo_box decodes relative to the input grid, so a padded image's boxes would
 be stretched (measured: x scaled by padded/true width); for arch YOLO, images
 of different shapes in one batch run as separate same-shape runs instead.
+
+This module is the predictor (both paths, the deploy flags, the `infer` entry);
+the exported model's preprocessing and the batching are runner/preprocess.py, the
+detections, drawing and the result files runner/results.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
+from trainctl.core.hostinfo import cpu_count
 from trainctl.errors import RuntimeFailure, UserError
-from trainctl.fsutil import atomic_write_bytes, atomic_write_text
-from trainctl.launch.hostinfo import cpu_count
 from trainctl.runner.predictor_config import PredictorOptions, apply_calls, predictor_calls
+from trainctl.runner.preprocess import Preprocessor, batches_of, load_infer_cfg, runs_for_shapes, split_rows, stack_batch
+from trainctl.runner.results import Detection, ResultWriter, rows_to_detections, write_coco_results
+
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 GRID_RELATIVE_ARCHS = ("YOLO",)  # infer_cfg.yml `arch` values whose boxes padding would stretch
-RESULT_FILE = "detections.json"
-
-
-@dataclass
-class Detection:
-    file: str
-    class_id: int
-    name: str
-    score: float
-    box: list[float]
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["class"] = d.pop("name")
-        return d
 
 
 def list_images(img: str | None, directory: str | None) -> list[str]:
@@ -68,157 +58,6 @@ def list_images(img: str | None, directory: str | None) -> list[str]:
     if not found:
         raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {directory}")
     return found
-
-
-def rows_to_detections(file: str, rows, labels: list[str], threshold: float) -> list[Detection]:
-    out = []
-    for row in rows:
-        cls, score = int(row[0]), float(row[1])
-        if cls < 0 or score < threshold:
-            continue
-        name = labels[cls] if cls < len(labels) else str(cls)
-        out.append(Detection(file, cls, name, round(score, 6), [round(float(v), 4) for v in row[2:6]]))
-    out.sort(key=lambda d: -d.score)
-    return out
-
-
-def draw_detections(bgr, detections: list[Detection]) -> None:
-    """Boxes and "class score" labels drawn into a BGR image, in place; the highest score last, so on top."""
-    import cv2
-
-    for d in draw_order(detections):
-        x1, y1, x2, y2 = (int(round(v)) for v in d.box)
-        color = _color(d.class_id)
-        cv2.rectangle(bgr, (x1, y1), (x2, y2), color, 2)
-        text = f"{d.name} {d.score:.2f}"
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
-        ty = max(th + 2, y1)
-        cv2.rectangle(bgr, (x1, ty - th - 3), (x1 + tw + 2, ty), color, -1)
-        cv2.putText(bgr, text, (x1 + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-
-
-def draw_order(detections: list[Detection]) -> list[Detection]:
-    """Lowest score first: where boxes overlap, the best one is drawn over the others."""
-    return sorted(detections, key=lambda d: d.score)
-
-
-def _color(class_id: int) -> tuple[int, int, int]:
-    palette = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 210, 207), (10, 249, 72), (23, 204, 146), (134, 219, 61)]
-    return palette[class_id % len(palette)]
-
-
-class ResultWriter:
-    """Writes an annotated copy of each image as soon as its detections are known, and detections.json last.
-
-    The annotated images are derived output (detections.json plus the input
-    reproduce them), so each is renamed into place atomically but not fsynced;
-    detections.json is the result and gets the full fsync. With
-    save_images=False only detections.json is written.
-    """
-
-    def __init__(self, output_dir: str, save_images: bool = True):
-        self.out = Path(output_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.save_images = save_images
-
-    def image(self, path: str, detections: list[Detection], bgr=None) -> None:
-        """Annotate `path` (its decoded BGR pixels when the caller still has them; drawn on in place)."""
-        if not self.save_images:
-            return
-        import cv2
-
-        if bgr is None:
-            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-            if bgr is None:
-                return
-        draw_detections(bgr, detections)
-        ok, encoded = cv2.imencode(Path(path).suffix or ".png", bgr)
-        if ok:
-            atomic_write_bytes(self.out / Path(path).name, encoded.tobytes(), fsync=False)
-
-    def finish(self, source: str, images: list[str], detections: list[Detection], labels: list[str], threshold: float) -> str:
-        """Write detections.json; returns its path."""
-        result = {
-            "source": source,
-            "threshold": threshold,
-            "labels": labels,
-            "images": images,
-            "detections": [d.to_json() for d in detections],
-        }
-        path = self.out / RESULT_FILE
-        atomic_write_text(path, json.dumps(result, indent=2) + "\n")
-        return str(path)
-
-
-# --------------------------------------------------------- batches (numpy only) ----
-
-
-def batches_of(items: list, size: int) -> list[list]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def stack_batch(inputs: list[dict]) -> dict:
-    """One predictor feed from single-image feeds (each with a leading batch axis of 1).
-
-    Images of different sizes (keep_ratio Resize) are zero-padded at the bottom
-    and right to the batch's largest H and W, as PaddleDetection's deploy code
-    pads; im_shape and scale_factor stay per image, so boxes still map back to
-    each original image.
-    """
-    import numpy as np
-
-    if len(inputs) == 1:
-        return inputs[0]
-    images = [x["image"] for x in inputs]
-    if len({im.shape[1:] for im in images}) == 1:
-        batch = np.concatenate(images, axis=0)
-    else:
-        h = max(im.shape[2] for im in images)
-        w = max(im.shape[3] for im in images)
-        batch = np.zeros((len(images), images[0].shape[1], h, w), dtype=images[0].dtype)
-        for i, im in enumerate(images):
-            batch[i, :, : im.shape[2], : im.shape[3]] = im[0]
-    out = {"image": batch}
-    for key in inputs[0]:
-        if key != "image":
-            out[key] = np.concatenate([x[key] for x in inputs], axis=0)
-    return out
-
-
-def runs_for_shapes(shapes: list[tuple], pad: bool) -> list[list[int]]:
-    """Which images (indices) go into one predictor run: all of them, or, when
-    padding would change the result and the shapes differ, one run per shape."""
-    if pad or len(set(shapes)) <= 1:
-        return [list(range(len(shapes)))]
-    groups: dict[tuple, list[int]] = {}
-    for i, shape in enumerate(shapes):
-        groups.setdefault(tuple(shape), []).append(i)
-    return list(groups.values())
-
-
-def split_rows(rows, counts, n_images: int) -> list:
-    """The output rows of one batch, per image: bbox_num[i] consecutive rows belong to image i.
-
-    A batch where nothing was found may come back as one placeholder row of
-    class -1 with a single count; that is no detection for any image.
-    """
-    counts = [int(c) for c in counts]
-    if len(counts) == n_images:
-        if sum(counts) > len(rows):
-            raise RuntimeFailure(f"the model reported {sum(counts)} boxes but returned {len(rows)}")
-        out, start = [], 0
-        for n in counts:
-            out.append(rows[start : start + n])
-            start += n
-        return out
-    if n_images == 1:
-        return [rows[: sum(counts)]]
-    if all(int(row[0]) < 0 for row in rows):
-        return [rows[:0] for _ in range(n_images)]
-    raise RuntimeFailure(
-        f"the model returned box counts for {len(counts)} images in a batch of {n_images}",
-        hint="this model does not batch; run with --batch-size 1",
-    )
 
 
 # --------------------------------------------------------- dynamic graph ----
@@ -263,73 +102,6 @@ def predict_dynamic(flat_config: str, weights: str, images: list[str], threshold
             for im_id, rows in zip(ids, per_image):
                 detections += rows_to_detections(imid2path[int(im_id)], rows, labels, threshold)
     return detections, labels
-
-
-# --------------------------------------------------------- exported model ----
-
-
-def load_infer_cfg(model_dir: str) -> dict:
-    import yaml
-
-    for name in ("model.pdmodel", "model.pdiparams", "infer_cfg.yml"):
-        if not os.path.isfile(os.path.join(model_dir, name)):
-            raise UserError(f"{model_dir} is not an exported model (no {name})", hint="make one with `trainctl export -c CFG --weights W --output DIR`")
-    with open(os.path.join(model_dir, "infer_cfg.yml")) as f:
-        return yaml.safe_load(f)
-
-
-class Preprocessor:
-    """The Preprocess list of infer_cfg.yml: image (RGB HWC uint8) -> model inputs."""
-
-    SUPPORTED = ("Resize", "NormalizeImage", "Permute", "PadStride")
-
-    def __init__(self, ops: list[dict]):
-        for op in ops:
-            if op.get("type") not in self.SUPPORTED:
-                raise UserError(f"unsupported preprocessing step {op.get('type')!r} in infer_cfg.yml", hint=f"supported: {', '.join(self.SUPPORTED)}")
-        self.ops = ops
-
-    def __call__(self, rgb):
-        import cv2
-        import numpy as np
-
-        im = rgb
-        im_shape = np.array(im.shape[:2], dtype=np.float32)
-        scale = np.array([1.0, 1.0], dtype=np.float32)  # (y, x)
-        for op in self.ops:
-            kind = op["type"]
-            if kind == "Resize":
-                target = op["target_size"]
-                target = [target, target] if isinstance(target, int) else list(target)
-                h, w = im.shape[:2]
-                if op.get("keep_ratio", False):
-                    s = min(min(target) / min(h, w), max(target) / max(h, w))
-                    sy = sx = s
-                    new_h, new_w = s * h, s * w
-                else:
-                    new_h, new_w = target
-                    sy, sx = new_h / h, new_w / w
-                im = cv2.resize(im, None, None, fx=sx, fy=sy, interpolation=int(op.get("interp", 1))).astype(np.float32)
-                im_shape = np.array([new_h, new_w], dtype=np.float32)
-                scale = np.array([scale[0] * sy, scale[1] * sx], dtype=np.float32)
-            elif kind == "NormalizeImage":
-                im = im.astype(np.float32)
-                if op.get("is_scale", True):
-                    im *= 1.0 / 255.0
-                if op.get("norm_type", "mean_std") == "mean_std":
-                    im -= np.array(op["mean"])[None, None, :]
-                    im /= np.array(op["std"])[None, None, :]
-            elif kind == "Permute":
-                im = im.transpose((2, 0, 1))
-            elif kind == "PadStride":
-                stride = int(op.get("stride", 0))
-                if stride > 0:
-                    c, h, w = im.shape
-                    ph, pw = -(-h // stride) * stride, -(-w // stride) * stride
-                    padded = np.zeros((c, ph, pw), dtype=np.float32)
-                    padded[:, :h, :w] = im
-                    im = padded
-        return {"image": np.ascontiguousarray(im[None].astype(np.float32)), "im_shape": im_shape[None], "scale_factor": scale[None]}
 
 
 class ExportedModel:
@@ -633,15 +405,3 @@ def infer(
     if deploy.save_results:
         summary["coco"] = write_coco_results(output_dir, images, detections, labels, deploy.coco_annotations)
     return summary
-
-
-def write_coco_results(output_dir: str, images: list[str], detections: list[Detection], labels: list[str],
-                       annotation_file: str | None) -> str:
-    """bbox.json (COCO results format, runner/coco_results.py) beside detections.json; returns its path."""
-    from trainctl.runner import coco_results
-
-    entries = coco_results.to_coco([d.to_json() for d in detections], coco_results.image_ids(images, annotation_file),
-                                   coco_results.category_ids(labels, annotation_file))
-    path = Path(output_dir) / coco_results.RESULTS_FILE
-    atomic_write_text(path, json.dumps(entries) + "\n")
-    return str(path)

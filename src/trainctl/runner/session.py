@@ -23,7 +23,7 @@ _announce = False  # load_flat_config says which ppdet it imported (export, infe
 def use_source(src, announce: bool = False) -> None:
     """Make this process import `src`'s ppdet (before the first `import ppdet`); load_flat_config verifies it."""
     global _chosen_ppdet, _announce
-    from trainctl.launch import ppdet_source
+    from trainctl.core import ppdet_source
 
     ppdet_source.activate(src)
     _chosen_ppdet, _announce = src, announce
@@ -31,7 +31,7 @@ def use_source(src, announce: bool = False) -> None:
 
 def use_ppdet(flag: str | None):
     """For in-process commands (export, infer -c): the rule's choice, checked to import, activated."""
-    from trainctl.launch import ppdet_source
+    from trainctl.core import ppdet_source
 
     src = ppdet_source.choose(flag)
     ppdet_source.check_importable(src)
@@ -53,7 +53,7 @@ def load_flat_config(path: str | os.PathLike):
         raise UserError(f"config file not found: {path}", hint="check the path, or pass a bundled config name such as roadsign.yml")
     import_quietly("ppdet")
     if _chosen_ppdet is not None:
-        from trainctl.launch.ppdet_source import verify
+        from trainctl.core.ppdet_source import verify
 
         verify(_chosen_ppdet)  # ppdet came from where the rule said
         if _announce:

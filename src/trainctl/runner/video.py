@@ -79,9 +79,10 @@ def infer_video(model_dir: str, deploy, output_dir: str, threshold: float, threa
     """Run the exported model over every frame; write the annotated video and the JSON lines; returns a summary."""
     import cv2
 
-    from trainctl.launch.hostinfo import cpu_count
+    from trainctl.core.hostinfo import cpu_count
     from trainctl.runner.compat import quiet_ppdet_warnings
-    from trainctl.runner.predict import ExportedModel, draw_detections
+    from trainctl.runner.predict import ExportedModel
+    from trainctl.runner.results import draw_detections
 
     quiet_ppdet_warnings()
     capture = open_capture(deploy.video, deploy.camera)  # a wrong camera or file fails before the model loads

@@ -24,7 +24,7 @@ from pathlib import Path
 from trainctl import output
 from trainctl.errors import RuntimeFailure, TrainctlError, UserError
 from trainctl.fsutil import atomic_write_text
-from trainctl.runner.job import Job
+from trainctl.core.job import Job
 
 EVAL_FILE = "eval.json"
 
@@ -43,7 +43,7 @@ def run(job: Job) -> dict:
 
         return commprobe.run(job, rank, world_size)
     if job.ppdet:
-        from trainctl.launch.ppdet_source import PpdetSource
+        from trainctl.core.ppdet_source import PpdetSource
 
         session.use_source(PpdetSource.from_dict(job.ppdet))
     cfg = session.load_flat_config(job.config)
@@ -161,7 +161,7 @@ def _checkpoint_entry(stem: str) -> dict | None:
 def _evaluate(job: Job, cfg) -> dict:
     from ppdet.engine import Trainer
 
-    from trainctl.runner import session
+    from trainctl.runner import compat, session
     from trainctl.runner.callbacks import MetricRecorder
 
     weights = job.weights or cfg.get("weights")
@@ -175,13 +175,13 @@ def _evaluate(job: Job, cfg) -> dict:
         cfg["output_eval"] = job.run_dir  # ppdet's bbox.json, which the per-class COCO numbers are computed from
     trainer = Trainer(cfg, mode="eval")
     recorder = MetricRecorder(trainer)
-    trainer._compose_callback._callbacks.append(recorder)
+    compat.add_callback(trainer, recorder)
     per_class = None
     if classwise:
         from trainctl.runner.classwise import make_recorder
 
         per_class = make_recorder(trainer, job.run_dir)
-        trainer._compose_callback._callbacks.append(per_class)
+        compat.add_callback(trainer, per_class)
     path = session.load_weights_strict(trainer.model, weights, cfg.architecture)
     trainer.evaluate()
     if not recorder.results:
@@ -226,13 +226,12 @@ def final_line(summary: dict) -> str:
 def _die_with_parent() -> None:
     """SIGTERM this worker when its parent (trainctl or paddle's launcher) dies, even by SIGKILL,
     so a killed launcher never leaves a worker training on its own (Linux prctl PR_SET_PDEATHSIG)."""
-    import ctypes
     import signal
 
+    from trainctl.core.procutil import parent_death_signal
+
     parent = os.getppid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
+    if not parent_death_signal(signal.SIGTERM):
         return
     if os.getppid() != parent:  # the parent died before the prctl
         os.kill(os.getpid(), signal.SIGTERM)

@@ -274,7 +274,7 @@ def run_probe(lopts, root: Path, sizes: list[int], max_iters: int, timeout: floa
     from trainctl.fsutil import ensure_writable_dir
     from trainctl.launch import executor
     from trainctl.launch.plan import build_plan
-    from trainctl.runner.job import JOB_FILE, Job
+    from trainctl.core.job import JOB_FILE, Job
 
     run_dir = str(root / "comm")
     device = build_plan(lopts, task="comm", run_dir=run_dir, ctx=ctx).device.kind

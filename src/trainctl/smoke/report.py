@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from trainctl.output import table
-from trainctl.runner.benchmark import _fmt as _f  # "-" for None, on/off for booleans, fixed digits
+from trainctl.output import fmt_value as _f  # "-" for None, on/off for booleans, fixed digits
 
 
 def nvidia_driver(path: str = "/proc/driver/nvidia/version") -> str | None:
@@ -29,7 +29,7 @@ def nvidia_driver(path: str = "/proc/driver/nvidia/version") -> str | None:
 
 def environment(plan, device_env) -> dict:
     from trainctl import __version__, doctor
-    from trainctl.runner.benchmark import cpu_model
+    from trainctl.core.hostinfo import cpu_model
 
     paddle = doctor.paddle_facts()
     ppdet = doctor.package_facts()["paddledet"]

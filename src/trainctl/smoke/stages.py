@@ -200,7 +200,7 @@ def _error_line(tail: list[str]) -> str:
 
 def run_stage(stage: Stage, timeout: float, cwd: str | None = None) -> None:
     """Run the stage's command, its output to its log (stdout to its report file when it has one)."""
-    from trainctl.launch.procwatch import parent_death_signal
+    from trainctl.core.procutil import parent_death_signal
 
     Path(stage.log).parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)

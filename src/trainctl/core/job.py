@@ -33,7 +33,7 @@ class Job:
     seed: int | None = None  # rank r seeds with seed + r; each epoch's data order from (seed, rank, epoch)
     save_interval_iters: int | None = None  # a mid-epoch checkpoint every K global iterations
     attempt: int = 0  # restart attempt (train --max-restarts): 0 first
-    ppdet: dict | None = None  # launch.ppdet_source.PpdetSource.to_dict(): the ppdet to import
+    ppdet: dict | None = None  # core.ppdet_source.PpdetSource.to_dict(): the ppdet to import
     progress: str = "auto"  # auto (live line on a terminal, else log lines), tty, plain, quiet
     extra: dict = field(default_factory=dict)
 

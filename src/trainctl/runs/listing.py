@@ -6,7 +6,7 @@ shows in `trainctl runs` comes from files other parts of trainctl write:
 
 - `run.json` (launch/flow.py + runrecord.py): task, config, devices, world
   size, start and end time, recorded status;
-- `checkpoints.json` (runner/checkpoint.py): the complete checkpoints with
+- `checkpoints.json` (core/checkpoints.py): the complete checkpoints with
   their epoch, and the evaluations with the best model; without the index (a
   run made by PaddleDetection's own tools) the `N.pdparams` and
   `model_final.pdparams` files are counted instead;
@@ -30,9 +30,10 @@ import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from trainctl.core.checkpoints import INDEX_FILE, is_complete, read_index
 from trainctl.errors import UserError
-from trainctl.runner.checkpoint import INDEX_FILE, is_complete, read_index  # the pure index part
 from trainctl.runrecord import RUN_FILE
+
 
 EVAL_FILE = "eval.json"  # written by runner/worker.py (_evaluate)
 VDL_DIR = "vdl"  # runner/worker.py: cfg["vdl_log_dir"] = <run_dir>/vdl
@@ -117,7 +118,7 @@ def find_run_dirs(root: str | os.PathLike, max_depth: int = 4) -> list[Path]:
 # ------------------------------------------------------------------ reading
 
 
-def _read_json(path: Path) -> tuple[dict | None, str | None]:
+def read_json(path: Path) -> tuple[dict | None, str | None]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -193,7 +194,7 @@ def checkpoints(run_dir: Path, epochs_total: int | None) -> tuple[list[str], int
     return names, done, final, "files"
 
 
-def _metric_of(results: dict) -> tuple[str, float] | None:
+def metric_of(results: dict) -> tuple[str, float] | None:
     if not isinstance(results, dict):
         return None
     for key in METRIC_KEYS + tuple(sorted(results)):
@@ -208,17 +209,17 @@ def best_metric(run_dir: Path) -> dict | None:
     index = read_index(run_dir) if (run_dir / INDEX_FILE).is_file() else None
     if index and isinstance(index.get("best"), dict):
         best = index["best"]
-        found = _metric_of(best.get("results") or {})
+        found = metric_of(best.get("results") or {})
         if found:
             return {"metric": found[0], "value": found[1], "epoch": best.get("epoch"), "model": best.get("name"), "source": INDEX_FILE}
     if index and index.get("evals"):
-        scored = [(found, e) for e in index["evals"] if (found := _metric_of(e.get("results") or {}))]
+        scored = [(found, e) for e in index["evals"] if (found := metric_of(e.get("results") or {}))]
         if scored:
             (metric, value), entry = max(scored, key=lambda item: item[0][1])
             return {"metric": metric, "value": value, "epoch": entry.get("epoch"), "model": None, "source": INDEX_FILE}
-    result, _ = _read_json(run_dir / EVAL_FILE)
+    result, _ = read_json(run_dir / EVAL_FILE)
     if result:
-        found = _metric_of(result.get("results") or {})
+        found = metric_of(result.get("results") or {})
         if found:
             return {"metric": found[0], "value": found[1], "epoch": None, "model": result.get("weights"), "source": EVAL_FILE}
     return None
@@ -326,7 +327,7 @@ def read_run(run_dir: str | os.PathLike, proc_root: str = "/proc", hostname: str
     if path is None:
         raise UserError(f"{run_dir} is not a run directory (no {RUN_FILE})", hint="pass a directory that `trainctl train` wrote")
     info = RunInfo(run_dir=str(run_dir), record_file=path.name)
-    record, problem = _read_json(path)
+    record, problem = read_json(path)
     if problem:
         info.problems.append(problem)
     record = record or {}
@@ -380,325 +381,3 @@ def list_runs(dirs: list[str] | None = None, proc_root: str = "/proc", hostname:
     runs = [read_run(d, proc_root, hostname, now) for d in found]
     runs.sort(key=lambda r: (parse_time(r.start_time) or _dt.datetime.min.replace(tzinfo=_dt.timezone.utc), r.run_dir))
     return runs
-
-
-# ------------------------------------------------------------------ formatting
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
-
-
-def format_devices(info: RunInfo) -> str:
-    if not info.device:
-        return "-"
-    text = info.device
-    if info.device_ids:
-        text += " " + ",".join(str(i) for i in info.device_ids)
-    if info.world_size:
-        text += f" x{info.world_size}"
-    if info.nnodes and info.nnodes > 1:
-        text += f" ({info.nnodes} nodes)"
-    return text
-
-
-def format_epochs(info: RunInfo) -> str:
-    if info.task == "eval":
-        return "-"
-    done = info.epochs_done if info.epochs_done is not None else 0
-    return f"{done}/{info.epochs_total}" if info.epochs_total is not None else str(done)
-
-
-def format_best(info: RunInfo) -> str:
-    if not info.best:
-        return "-"
-    text = f"{info.best['metric']} {100 * info.best['value']:.2f}%"  # as ppdet and the worker print mAP
-    if info.best.get("epoch") is not None:
-        text += f" @{info.best['epoch']}"
-    return text
-
-
-def format_start(text: str | None) -> str:
-    when = parse_time(text)
-    return when.astimezone(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M") if when else "-"
-
-
-def display_path(path: str) -> str:
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
-
-
-HEADERS = ["RUN", "TASK", "STATUS", "CONFIG", "DEVICES", "STARTED (UTC)", "DURATION", "EPOCHS", "BEST"]
-
-
-def table_rows(runs: list[RunInfo]) -> list[list[str]]:
-    return [
-        [display_path(r.run_dir), r.task or "-", r.status, r.config or "-", format_devices(r), format_start(r.start_time),
-         ("~" if r.duration_estimated else "") + format_duration(r.duration_s), format_epochs(r), format_best(r)]
-        for r in runs
-    ]
-
-
-def notes(runs: list[RunInfo]) -> list[str]:
-    """One line per run whose status was corrected or whose files could not be read."""
-    out = []
-    for r in runs:
-        for text in ([r.status_note] if r.status_note else []) + r.problems:
-            out.append(f"{display_path(r.run_dir)}: {text}")
-    return out
-
-
-# ------------------------------------------------------------------ compare
-
-HISTORY_FILE = "history.jsonl"  # runner/monitor.py (LossHistory): one {"epoch", "step", "loss"} per training step
-_MISSING = "(unset)"
-
-
-def flatten_config(data, prefix: str = "") -> dict[str, object]:
-    """{"a": {"b": [1, {"c": 2}]}} -> {"a.b.0": 1, "a.b.1.c": 2}; a !Tag node adds KEY.!tag."""
-    from trainctl.config.yamlio import Tagged
-
-    flat: dict[str, object] = {}
-    if isinstance(data, Tagged):
-        flat[f"{prefix}!tag" if not prefix else f"{prefix}.!tag"] = data.tag
-        flat.update(flatten_config(data.value, prefix))
-    elif isinstance(data, dict):
-        for key, value in data.items():
-            flat.update(flatten_config(value, f"{prefix}.{key}" if prefix else str(key)))
-    elif isinstance(data, list) and data and any(isinstance(v, (dict, list, Tagged)) for v in data):
-        for i, value in enumerate(data):
-            flat.update(flatten_config(value, f"{prefix}.{i}" if prefix else str(i)))
-    else:
-        flat[prefix] = data
-    return flat
-
-
-def read_history(run_dir: Path) -> list[dict]:
-    rows = []
-    try:
-        with open(run_dir / HISTORY_FILE) as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(row, dict) and isinstance(row.get("loss"), (int, float)):
-                    rows.append(row)
-    except OSError:
-        pass
-    return rows
-
-
-def final_loss(history: list[dict]) -> float | None:
-    """The mean loss over the last epoch's steps (one step's loss is too noisy to compare)."""
-    if not history:
-        return None
-    last = history[-1].get("epoch")
-    values = [row["loss"] for row in history if row.get("epoch") == last]
-    return sum(values) / len(values)
-
-
-def eval_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """(epoch, metric value) of every evaluation during training (checkpoints.json)."""
-    if not (run_dir / INDEX_FILE).is_file():
-        return []
-    points = []
-    for entry in read_index(run_dir).get("evals") or []:
-        found = _metric_of(entry.get("results") or {})
-        if found and isinstance(entry.get("epoch"), int):
-            points.append((entry["epoch"], found[1]))
-    return points
-
-
-def _mean_std(values: list[float]) -> dict | None:
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    mean = sum(values) / len(values)
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else None
-    return {"mean": mean, "std": std, "n": len(values)}
-
-
-def compare_runs(dirs: list[str]) -> dict:
-    """What differs between the runs under dirs (from their resolved config.yml), and how they did.
-
-    Returns {"keys": [the config keys whose values differ], "runs": [...], "groups": [...]}:
-    a run has its values of those keys, seed, final loss, best metric and its epoch; a group
-    is the runs with the same values (repeats with other seeds), with mean and standard
-    deviation of the final loss and the best metric."""
-    from trainctl.config.yamlio import load_yaml_file
-
-    found: list[Path] = []
-    for directory in dirs:
-        if not os.path.isdir(directory):
-            raise UserError(f"no such directory: {directory}", hint="pass run directories or a sweep directory")
-        for run_dir in find_run_dirs(directory):
-            if all(os.path.realpath(run_dir) != os.path.realpath(seen) for seen in found):
-                found.append(run_dir)
-    runs = []
-    for run_dir in found:
-        record, _ = _read_json(record_file(run_dir))
-        record = record or {}
-        if (record.get("task") or (record.get("plan") or {}).get("task")) == "eval" or not (run_dir / CONFIG_FILE).is_file():
-            continue
-        runs.append((run_dir, record, flatten_config(load_yaml_file(run_dir / CONFIG_FILE))))
-    if len(runs) < 2:
-        raise UserError(f"{len(runs)} training run{'s' if len(runs) != 1 else ''} found under {', '.join(dirs)}; "
-                        "compare needs at least 2", hint="pass two or more run directories, or a sweep directory")
-    all_keys = sorted(set().union(*(flat.keys() for _, _, flat in runs)))
-    keys = [k for k in all_keys if k != "filename" and len({repr(flat.get(k, _MISSING)) for _, _, flat in runs}) > 1]
-    out_runs = []
-    for run_dir, record, flat in runs:
-        history = read_history(run_dir)
-        best = best_metric(run_dir)
-        out_runs.append({
-            "run_dir": display_path(str(run_dir)),
-            "values": {k: flat.get(k, _MISSING) for k in keys},
-            "seed": record.get("seed"),
-            "status": record.get("status"),
-            "final_loss": final_loss(history),
-            "best": {"metric": best["metric"], "value": best["value"], "epoch": best.get("epoch")} if best else None,
-            "loss_curve": [[row["step"], row["epoch"], row["loss"]] for row in history],
-            "eval_curve": [list(p) for p in eval_curve(run_dir)],
-        })
-    groups: dict[str, dict] = {}
-    for run in out_runs:
-        key = json.dumps(run["values"], sort_keys=True, default=str)
-        groups.setdefault(key, {"values": run["values"], "runs": []})["runs"].append(run)
-    out_groups = []
-    for group in groups.values():
-        members = group["runs"]
-        out_groups.append({
-            "values": group["values"],
-            "runs": [r["run_dir"] for r in members],
-            "seeds": [r["seed"] for r in members],
-            "final_loss": _mean_std([r["final_loss"] for r in members]),
-            "best": _mean_std([r["best"]["value"] if r["best"] else None for r in members]),
-            "best_epoch": _mean_std([r["best"]["epoch"] if r["best"] and r["best"].get("epoch") is not None else None for r in members]),
-            "metric": next((r["best"]["metric"] for r in members if r["best"]), None),
-        })
-    return {"keys": keys, "runs": out_runs, "groups": out_groups}
-
-
-def _fmt_stat(stat: dict | None, scale: float = 1.0, digits: int = 3, unit: str = "") -> str:
-    if not stat:
-        return "-"
-    text = f"{stat['mean'] * scale:.{digits}f}"
-    if stat.get("std") is not None:
-        text += f" ± {stat['std'] * scale:.{digits}f}"
-    return text + unit
-
-
-def _fmt_value(value) -> str:
-    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def compare_table(result: dict) -> tuple[list[str], list[list[str]]]:
-    """One row per setting (its repeats as mean ± std): RUN(S), the differing keys, seeds, loss, metric, epoch."""
-    keys = result["keys"]
-    metric = next((g["metric"] for g in result["groups"] if g["metric"]), "metric")
-    headers = ["RUN" if all(len(g["runs"]) == 1 for g in result["groups"]) else "RUNS", *keys, "SEED",
-               "FINAL LOSS", f"BEST {metric} mAP %", "AT EPOCH"]
-    rows = []
-    for g in result["groups"]:
-        label = g["runs"][0] if len(g["runs"]) == 1 else _group_label(g["runs"])
-        seeds = ",".join("-" if s is None else str(s) for s in g["seeds"])
-        rows.append([label, *(_fmt_value(g["values"][k]) for k in keys), seeds, _fmt_stat(g["final_loss"]),
-                     _fmt_stat(g["best"], 100.0, 2), _fmt_stat(g["best_epoch"], digits=1 if len(g["runs"]) > 1 else 0)])
-    return headers, rows
-
-
-def _group_label(run_dirs: list[str]) -> str:
-    """'sw/batch_size=4,seed=0' and 'sw/batch_size=4,seed=1' -> 'sw/batch_size=4 (2 runs)'."""
-    parent = os.path.dirname(run_dirs[0]) if len({os.path.dirname(d) for d in run_dirs}) == 1 else ""
-    names = [os.path.basename(d) for d in run_dirs]
-    common = os.path.commonprefix(names)
-    if common not in names:
-        common = common.rsplit(",", 1)[0] if "," in common else common.rstrip("_-=")
-    return (os.path.join(parent, common) if common and parent else (common or parent or "…")) + f" ({len(run_dirs)} runs)"
-
-
-def _label(run: dict, keys: list[str]) -> str:
-    short = {k: k.rsplit(".", 1)[-1] for k in keys}
-    parts = [f"{short[k]}={_fmt_value(run['values'][k])}" for k in keys]
-    if run.get("seed") is not None:
-        parts.append(f"seed={run['seed']}")
-    return ", ".join(parts) or run["run_dir"]
-
-
-def plot_compare(result: dict, path: str) -> int:
-    """Loss (by epoch, from every step) and metric (by epoch) curves of every run on shared axes; returns curves drawn.
-
-    matplotlib is imported here only (the optional `plot` extra)."""
-    try:
-        import matplotlib
-    except ImportError as exc:
-        raise UserError("--plot needs matplotlib", hint="pip install 'trainctl[plot]' (or pip install matplotlib)") from exc
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from trainctl.fsutil import atomic_write_bytes
-
-    keys, runs = result["keys"], result["runs"]
-    fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    group_of = {r: i for i, g in enumerate(result["groups"]) for r in g["runs"]}
-    seen: dict[int, int] = {}
-    drawn = 0
-    for run in runs:
-        group = group_of[run["run_dir"]]
-        style = ["-", "--", ":", "-."][seen.get(group, 0) % 4]
-        seen[group] = seen.get(group, 0) + 1
-        color = colors[group % len(colors)]
-        label = _label(run, keys)
-        curve = run["loss_curve"]
-        if curve:
-            per_epoch: dict[int, int] = {}
-            for _, epoch, _ in curve:
-                per_epoch[epoch] = per_epoch.get(epoch, 0) + 1
-            xs = []
-            for step, epoch, _ in curve:  # steps within an epoch spread over (epoch-1, epoch]
-                first = sum(n for e, n in per_epoch.items() if e < epoch)
-                xs.append(epoch - 1 + (step - first) / per_epoch[epoch])
-            window = max(1, len(curve) // 40)
-            ys = [sum(c[2] for c in curve[max(0, i - window + 1):i + 1]) / len(curve[max(0, i - window + 1):i + 1]) for i in range(len(curve))]
-            ax_loss.plot(xs, ys, style, color=color, label=label, linewidth=1.3)
-        points = run["eval_curve"]
-        if points:
-            ax_map.plot([p[0] for p in points], [100 * p[1] for p in points], style, marker="o", markersize=3, color=color, label=label)
-        if curve or points:
-            drawn += 1
-    metric = next((g["metric"] for g in result["groups"] if g["metric"]), "metric")
-    ax_loss.set(xlabel="epoch", ylabel="training loss", title="loss")
-    if any(run["loss_curve"] for run in runs) and all(c[2] > 0 for run in runs for c in run["loss_curve"]):
-        ax_loss.set_yscale("log")  # a diverging run would flatten every other curve
-        ax_loss.set_ylabel("training loss (log scale)")
-    ax_map.set(xlabel="epoch", ylabel=f"{metric} mAP (%)", title="evaluation")
-    for ax in (ax_loss, ax_map):
-        ax.grid(alpha=0.3)
-    handles, labels = ax_loss.get_legend_handles_labels()
-    if not handles:
-        handles, labels = ax_map.get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(2, len(labels)), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 * ((len(labels) + 1) // 2 if handles else 0), 1, 1))
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, metadata={"Description": json.dumps({"trainctl_curves": drawn, "runs": len(runs)})})
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return drawn
