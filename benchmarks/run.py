@@ -130,6 +130,11 @@ def deploy_same(peer: dict[str, list[dict]], ours_dir: Path, kind: str, threshol
                                       iou_min=0.99, threshold=threshold)
 
 
+def _differences(earlier: list, later: list) -> dict:
+    """spread() of later - earlier, run by run (runs where either moment is missing left out)."""
+    return spread([y - x for x, y in zip(earlier, later) if x is not None and y is not None])
+
+
 def _last_line(run: harness.TimedRun) -> str:
     """The last non-empty output line (where trainctl and Python put the reason), shortened."""
     last = next((line.strip() for _, line in reversed(run.lines) if line.strip()), "no output")
@@ -360,6 +365,10 @@ class Suite:
         out = {"trainctl_seconds": spread(a), "baseline_seconds": spread(b),
                "trainctl_worker_start_seconds": spread(ready),
                "trainctl_trainer_ready_seconds": spread(built_ours), "baseline_trainer_ready_seconds": spread(built_theirs),
+               # the same runs cut in three: launcher (above), worker start -> Trainer ready, ready -> first iteration
+               "trainctl_worker_to_ready_seconds": _differences(ready, built_ours),
+               "trainctl_ready_to_first_iteration_seconds": _differences(built_ours, a),
+               "baseline_ready_to_first_iteration_seconds": _differences(built_theirs, b),
                "trainctl_first_batch_cost": spread([r.iterations()[0].batch_cost for r in ours if r.iterations()]),
                "baseline_first_batch_cost": spread([r.iterations()[0].batch_cost for r in theirs if r.iterations()]),
                "trainctl_total_seconds": spread([r.wall for r in ours]),
@@ -955,6 +964,13 @@ def render_details(res: dict) -> list[str]:
                    f"{_fmt(x['baseline_first_batch_cost']['median'], 2, ' s')}). Whole training "
                    f"run (start to exit): trainctl {x['trainctl_total_seconds']['median']:.1f} s, "
                    f"baseline {x['baseline_total_seconds']['median']:.1f} s.")
+        if "trainctl_worker_to_ready_seconds" in x:
+            out.append(f"  Cut in three (medians of each part): trainctl's launcher "
+                       f"{_fmt(x['trainctl_worker_start_seconds']['median'], 2, ' s')}, its worker's start to the Trainer ready "
+                       f"{_fmt(x['trainctl_worker_to_ready_seconds']['median'], 2, ' s')}, ready to the first logged "
+                       f"iteration {_fmt(x['trainctl_ready_to_first_iteration_seconds']['median'], 2, ' s')}; baseline: "
+                       f"start to ready {_fmt(x['baseline_trainer_ready_seconds']['median'], 2, ' s')}, ready to the first "
+                       f"logged iteration {_fmt(x['baseline_ready_to_first_iteration_seconds']['median'], 2, ' s')}.")
     if "throughput" in c:
         x = c["throughput"]
         out.append(f"- Throughput from ppdet's per-iteration batch_cost (log_iter=1), {x['iterations_counted']} "

@@ -217,3 +217,28 @@ def test_a_case_that_cannot_run_is_reported_and_the_others_are_written(tmp_path,
     written = list(out.glob("*.md"))
     assert len(written) == 1 and "**not run**" in written[0].read_text()
     assert json.loads(written[0].with_suffix(".json").read_text())["cases"]["deploy"]["not_run"]
+
+
+def test_overhead_case_cuts_start_to_first_iteration_in_three(monkeypatch):
+    """Launcher, worker to Trainer ready, ready to first iteration: from the lines' arrival times."""
+    import argparse
+
+    import run
+
+    def timed(lines):
+        return harness.TimedRun(argv=[], exit_code=0, wall=30.0, lines=lines)
+
+    ours = [timed([(0.1 + d, "$ python -m trainctl.runner.worker --job j"), (2.3 + d, "[trainctl worker] no pretrained weights: x"),
+                   (2.9 + d, LINE)]) for d in (0.0, 0.2, 0.1)]
+    theirs = [timed([(2.2 + d, "[baseline] trainer ready"), (2.7 + d, LINE)]) for d in (0.0, 0.2, 0.3)]
+    monkeypatch.setattr(run.Suite, "training_pairs", lambda self: (ours, theirs))
+    args = argparse.Namespace(python=sys.executable, trainctl="trainctl", work=".", repeats=3, quick=False, sizes=None)
+    suite = run.Suite(args)
+    suite.case_overhead()
+    x = suite.results["cases"]["overhead"]
+    assert abs(x["extra_seconds"] - 0.1) < 1e-9 and x["goal_met"]  # 3.0 s vs 2.9 s: within +0.2 s
+    assert abs(x["trainctl_worker_to_ready_seconds"]["median"] - 2.2) < 1e-9
+    assert abs(x["trainctl_ready_to_first_iteration_seconds"]["median"] - 0.6) < 1e-9
+    assert abs(x["baseline_ready_to_first_iteration_seconds"]["median"] - 0.5) < 1e-9
+    assert run.overhead_goal_met(run.GOALS, 1.2, 0.25) is False
+    assert run.overhead_goal_met({"overhead_ratio": 1.05, "overhead_extra_s": 1.0}, 1.2, 0.9) is True  # the old goals
