@@ -238,3 +238,65 @@ def match_detections(ours: dict[str, list[dict]], reference: dict[str, list[dict
             "reference_rows": sum(len(v) for v in reference.values()), "compared": compared,
             "max_relative_score_diff": max_rel, "min_iou": min_iou if compared else None,
             "same": compared > 0 and not problems, "problems": problems[:20]}
+
+
+def compare_detections(ours: dict[str, list[dict]], reference: dict[str, list[dict]], score_atol: float = 1e-4,
+                       score_rtol: float = 1e-3, iou_min: float = 0.99, threshold: float | None = None) -> dict:
+    """Are two detection sets the same? One to one, image by image (or frame by frame).
+
+    ours / reference: {image or frame name: [{"class_id", "score", "box": [x1, y1, x2, y2]}]},
+    compared in the order of ours' keys (then any only in reference): the first image with a
+    difference is the first reported. Within an image, rows are taken by falling score and each is
+    paired with an unused row of the other side that has the same class, a score within
+    score_atol + score_rtol * score and IoU >= iou_min (the best IoU among those): the order in
+    which either side lists its rows, or its images, does not matter. A row left without a partner
+    is a difference, unless `threshold` is given and its score is within the tolerance of it
+    (kept by one side's `>=` and dropped by the other's `>`): those are counted as borderline.
+    Nothing to compare (no row on either side) is not "the same".
+    """
+    def tol(a: float, b: float) -> float:
+        return score_atol + score_rtol * max(abs(a), abs(b))
+
+    def show(d: dict) -> str:
+        return f"class {d['class_id']} score {d['score']:.6f} box {[round(float(v), 2) for v in d['box']]}"
+
+    names = list(ours) + [name for name in reference if name not in ours]
+    matched, borderline, max_diff, min_iou = 0, 0, 0.0, 1.0
+    unmatched = {"ours": 0, "reference": 0}
+    problems: list[str] = []
+    first = None
+    for name in names:
+        a = sorted(ours.get(name, []), key=lambda d: -d["score"])
+        unused = sorted(reference.get(name, []), key=lambda d: -d["score"])
+        left: list[tuple[str, dict, list[dict]]] = []
+        for d in a:
+            fits = [(_iou(d["box"], o["box"]), o) for o in unused
+                    if o["class_id"] == d["class_id"] and abs(o["score"] - d["score"]) <= tol(d["score"], o["score"])]
+            fits = [(iou, o) for iou, o in fits if iou >= iou_min]
+            if not fits:
+                left.append(("ours", d, reference.get(name, [])))
+                continue
+            iou, o = max(fits, key=lambda f: (f[0], -abs(f[1]["score"] - d["score"])))
+            unused.remove(o)
+            matched += 1
+            max_diff = max(max_diff, abs(o["score"] - d["score"]))
+            min_iou = min(min_iou, iou)
+        left += [("reference", o, ours.get(name, [])) for o in unused]
+        for side, d, other in left:
+            if threshold is not None and abs(d["score"] - threshold) <= tol(d["score"], threshold):
+                borderline += 1
+                continue
+            unmatched[side] += 1
+            same_class = [o for o in other if o["class_id"] == d["class_id"]]
+            nearest = max(same_class, key=lambda o: _iou(d["box"], o["box"]), default=None)
+            near = (f"; nearest of the same class on the other side: {show(nearest)}, IoU "
+                    f"{_iou(d['box'], nearest['box']):.4f}" if nearest else "; no row of that class on the other side")
+            problems.append(f"{name}: {side} {show(d)} has no partner{near}")
+            if first is None:
+                first = name
+    return {"images": len(names), "ours_rows": sum(len(v) for v in ours.values()),
+            "reference_rows": sum(len(v) for v in reference.values()), "matched": matched,
+            "unmatched_ours": unmatched["ours"], "unmatched_reference": unmatched["reference"], "borderline": borderline,
+            "max_score_diff": max_diff if matched else None, "min_iou": min_iou if matched else None,
+            "score_atol": score_atol, "score_rtol": score_rtol, "iou_min": iou_min, "threshold": threshold,
+            "same": matched > 0 and not problems, "first_difference": first, "problems": problems[:20]}

@@ -39,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -66,21 +67,78 @@ TRAIN_OVERRIDES = [
 # input size -> the bundled config whose TestReader (and export) has that size
 INFER_CONFIGS = {224: TRAIN_CONFIG, 608: "roadsign.yml"}
 FIRST_COUNTED_STEP = 3  # throughput over iterations 3..N (0-based), after warm-up
+# Each goal compares trainctl with what a user would otherwise run, measured in the same run
+# (docs/benchmarks.md, "Goals and their anchors"). The dynamic graph's figure is reported, not a
+# goal: it measures paddle's dynamic graph on this CPU, not trainctl. A results file keeps the
+# goals it was judged by (settings.goals), and its table is rendered from those.
 GOALS = {
     "cli_seconds": 0.25,
     "cli_speedup": 15.0,
     "launcher_rss_mb": 100.0,
-    "overhead_ratio": 1.05,
-    "overhead_extra_s": 1.0,
+    "overhead_extra_s": 0.2,
     "throughput_ratio": 0.98,
-    "infer_vs_dygraph": 5.0,
-    "infer_vs_bare": 0.9,
+    "infer_vs_bare": 0.98,
     "restart_vs_fresh_plus_load": 1.0,
     "deploy_vs_peer": 1.0,
 }
 # PaddleDetection's deploy/python/infer.py (release 2.7.1), the peer of the deploy case
 PEER_DIR = HERE.parent.parent / "shared" / "reference" / "paddledetection-src" / "release-2.7.1" / "deploy" / "python"
-PEER_BOX = re.compile(r"class_id:(-?\d+), confidence:([\d.]+), left_top:\[([-\d.]+),([-\d.]+)\],right_bottom:\[([-\d.]+),([-\d.]+)\]")
+# drives the peer's Detector and prints its rows at full precision (the test of the same comparison uses it too)
+PEER_ROWS = HERE.parent / "tests" / "integration" / "peer_deploy.py"
+
+
+class CaseNotRun(Exception):
+    """A case cannot run (a step failed, something it needs is missing): reported, the suite goes on."""
+
+
+def overhead_goal_met(goals: dict, ratio: float, extra: float) -> bool:
+    """Start-up overhead: met when any of the criteria the goals define holds (ratio, seconds more)."""
+    checks = []
+    if "overhead_ratio" in goals:
+        checks.append(ratio <= goals["overhead_ratio"])
+    if "overhead_extra_s" in goals:
+        checks.append(extra <= goals["overhead_extra_s"])
+    return any(checks)
+
+
+def trainctl_rows(ours_dir: Path, kind: str) -> dict[str, list[dict]]:
+    """The rows `trainctl infer --output ours_dir` wrote: per image (detections.json, by file name, every
+    image listed, in name order) or per frame of a video (its .jsonl, "frame N")."""
+    ours: dict[str, list[dict]] = {}
+
+    def row(d: dict) -> dict:
+        return {"class_id": d["class_id"], "score": d["score"], "box": d["box"]}
+
+    if kind == "dir":
+        data = json.loads((ours_dir / "detections.json").read_text())
+        for name in sorted(os.path.basename(p) for p in data["images"]):
+            ours[name] = []
+        for d in data["detections"]:
+            ours.setdefault(os.path.basename(d["file"]), []).append(row(d))
+    else:
+        for line in next(ours_dir.glob("*.jsonl")).read_text().splitlines():
+            x = json.loads(line)
+            ours[f"frame {x['frame']}"] = [row(d) for d in x["detections"]]
+    return ours
+
+
+def deploy_same(peer: dict[str, list[dict]], ours_dir: Path, kind: str, threshold: float) -> dict:
+    """trainctl's rows of a timed run against the peer's, matched one to one by class, score and IoU
+    (harness.compare_detections): the order in which either lists images or rows does not matter.
+    trainctl writes scores to 6 decimals and boxes to 4; both run the same model with the same settings."""
+    return harness.compare_detections(trainctl_rows(ours_dir, kind), peer, score_atol=1e-4, score_rtol=1e-3,
+                                      iou_min=0.99, threshold=threshold)
+
+
+def _differences(earlier: list, later: list) -> dict:
+    """spread() of later - earlier, run by run (runs where either moment is missing left out)."""
+    return spread([y - x for x, y in zip(earlier, later) if x is not None and y is not None])
+
+
+def _last_line(run: harness.TimedRun) -> str:
+    """The last non-empty output line (where trainctl and Python put the reason), shortened."""
+    last = next((line.strip() for _, line in reversed(run.lines) if line.strip()), "no output")
+    return last if len(last) <= 200 else last[:197] + "..."
 
 
 class Suite:
@@ -104,6 +162,7 @@ class Suite:
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
         self.results: dict = {"cases": {}, "notes": []}
         self._train_runs: dict[str, list[harness.TimedRun]] = {}
+        self._train_error: str | None = None
 
     # ------------------------------------------------------------ helpers --
 
@@ -116,7 +175,8 @@ class Suite:
         result = run_timed(argv, **kwargs)
         self.log(f"  {what}: {result.wall:.2f} s, exit {result.exit_code}")
         if check and result.exit_code != 0:
-            raise SystemExit(f"benchmark step failed: {what}\n$ {' '.join(argv)}\n{result.tail(30)}")
+            self.log(f"  $ {' '.join(argv)}\n{result.tail(30)}")
+            raise CaseNotRun(f"step failed: {what} (exit {result.exit_code}): {_last_line(result)}")
         return result
 
     def tc(self, *args: str) -> list[str]:
@@ -227,6 +287,15 @@ class Suite:
         """trainctl train and baseline_train.py, alternating (ABBA) so drift hits both alike."""
         if "trainctl" in self._train_runs:
             return self._train_runs["trainctl"], self._train_runs["baseline"]
+        if self._train_error:  # one failure, reported by every case that needs these runs, not retried
+            raise CaseNotRun(self._train_error)
+        try:
+            return self._training_pairs()
+        except CaseNotRun as exc:
+            self._train_error = f"the training runs failed: {exc}"
+            raise CaseNotRun(self._train_error) from exc
+
+    def _training_pairs(self) -> tuple[list[harness.TimedRun], list[harness.TimedRun]]:
         self.prepare_data()
         ours: list[harness.TimedRun] = []
         theirs: list[harness.TimedRun] = []
@@ -296,6 +365,10 @@ class Suite:
         out = {"trainctl_seconds": spread(a), "baseline_seconds": spread(b),
                "trainctl_worker_start_seconds": spread(ready),
                "trainctl_trainer_ready_seconds": spread(built_ours), "baseline_trainer_ready_seconds": spread(built_theirs),
+               # the same runs cut in three: launcher (above), worker start -> Trainer ready, ready -> first iteration
+               "trainctl_worker_to_ready_seconds": _differences(ready, built_ours),
+               "trainctl_ready_to_first_iteration_seconds": _differences(built_ours, a),
+               "baseline_ready_to_first_iteration_seconds": _differences(built_theirs, b),
                "trainctl_first_batch_cost": spread([r.iterations()[0].batch_cost for r in ours if r.iterations()]),
                "baseline_first_batch_cost": spread([r.iterations()[0].batch_cost for r in theirs if r.iterations()]),
                "trainctl_total_seconds": spread([r.wall for r in ours]),
@@ -303,7 +376,7 @@ class Suite:
         if ma is not None and mb is not None:
             out["ratio"] = ma / mb
             out["extra_seconds"] = ma - mb
-            out["goal_met"] = out["ratio"] <= GOALS["overhead_ratio"] or out["extra_seconds"] <= GOALS["overhead_extra_s"]
+            out["goal_met"] = overhead_goal_met(GOALS, out["ratio"], out["extra_seconds"])
         self.results["cases"]["overhead"] = out
 
     def case_throughput(self) -> None:
@@ -410,7 +483,7 @@ class Suite:
                 if predicate():
                     return time.perf_counter()
                 time.sleep(0.05)
-            raise SystemExit("benchmark step timed out (restart case)")
+            raise CaseNotRun("timed out after 600 s waiting for the restarted worker's progress")
 
         def heartbeat_epoch() -> int:
             try:
@@ -529,8 +602,7 @@ class Suite:
         out["dygraph"] = {"images": n_all, "images_per_s": rate["dygraph"],
                           "in_process_images_per_s": spread(dygraph), "wall": spread(dygraph_walls)}
         if rate["trainctl"] and rate["dygraph"]:
-            out["vs_dygraph"] = rate["trainctl"] / rate["dygraph"]
-            out["vs_dygraph_goal_met"] = out["vs_dygraph"] >= GOALS["infer_vs_dygraph"]
+            out["vs_dygraph"] = rate["trainctl"] / rate["dygraph"]  # reported: the dynamic graph is not trainctl's anchor
         if rate["trainctl"] and rate["bare"]:
             out["vs_bare"] = rate["trainctl"] / rate["bare"]
             out["vs_bare_goal_met"] = out["vs_bare"] >= GOALS["infer_vs_bare"]
@@ -575,14 +647,14 @@ class Suite:
         """trainctl infer --model-dir vs PaddleDetection's deploy/python/infer.py: directory img/s, video frames/s,
         same detections; sliced inference's cost per tile."""
         self.log("case deploy: trainctl infer --model-dir vs deploy/python/infer.py (directory, video); sliced cost per tile")
+        peer_dir = Path(self.args.peer_dir).resolve()  # checked before anything is trained or exported
+        if not (peer_dir / "infer.py").is_file():
+            raise CaseNotRun(f"no PaddleDetection deploy/python (infer.py) at --peer-dir {peer_dir}")
         import cv2
 
         s = self.infer_setup()
         size = self.infer_sizes[0]
         model = s["models"][size]
-        peer_dir = Path(self.args.peer_dir).resolve()
-        if not (peer_dir / "infer.py").is_file():
-            raise SystemExit(f"the deploy case needs PaddleDetection's deploy/python (--peer-dir): {peer_dir}")
         peer = self.work / "peer_python"
         shutil.rmtree(peer, ignore_errors=True)
         shutil.copytree(peer_dir, peer)
@@ -614,7 +686,6 @@ class Suite:
             argv, cwd = command(tool, "dir", "few")
             self.run(argv, f"warm-up {tool}", cwd=cwd)
         walls = {(tool, kind): {"all": [], "few": []} for tool in ("trainctl", "peer") for kind in ("dir", "video")}
-        first: dict = {}
         for i in range(self.repeats):
             for kind in ("dir", "video"):
                 for tag in ("all", "few"):
@@ -622,8 +693,6 @@ class Suite:
                         argv, cwd = command(tool, kind, tag)
                         r = self.run(argv, f"deploy {kind}: {tool} {tag} #{i + 1}", cwd=cwd)
                         walls[(tool, kind)][tag].append(r.wall)
-                        if i == 0 and tag == "all":
-                            first[(tool, kind)] = r
         n_all, n_few = self.infer_images, self.infer_few
         out: dict = {"size": size, "threshold": threshold, "images": n_all, "few_images": n_few, "repeats": self.repeats,
                      "method": f"whole processes, both at 2 threads, oneDNN/MKLDNN on, batch 1: rate = ({n_all} - {n_few}) / "
@@ -639,40 +708,29 @@ class Suite:
             if rate["trainctl"] and rate["peer"]:
                 out[f"{kind}_vs_peer"] = rate["trainctl"] / rate["peer"]
                 out[f"{kind}_goal_met"] = out[f"{kind}_vs_peer"] >= GOALS["deploy_vs_peer"]
-        out["detections"] = {kind: self.peer_same(first[("peer", kind)].text(), out_dir / f"trainctl_{kind}_all", kind)
+        peer_rows = self.peer_rows(peer, model, s["all"], videos["all"])
+        out["detections"] = {kind: self.deploy_same(peer_rows, out_dir / f"trainctl_{kind}_all", kind)
                              for kind in ("dir", "video")}
         out["slice"] = self.slice_cost(model, images["all"], out_dir)
         self.results["cases"]["deploy"] = out
 
-    @staticmethod
-    def peer_same(peer_text: str, ours_dir: Path, kind: str) -> dict:
-        """The peer's printed boxes (score to 4 decimals, box to 2) against trainctl's, per image or frame."""
-        theirs: list[list[list[float]]] = [[]]
-        for line in peer_text.splitlines():
-            m = PEER_BOX.search(line)
-            if m:
-                theirs[-1].append([float(v) for v in m.groups()])
-            elif (kind == "dir" and line.startswith("save result to:")) or (kind == "video" and line.startswith("detect frame:")):
-                theirs.append([])
-        theirs = [t for t in theirs if t] if kind == "dir" else theirs[1:]
-        if kind == "dir":
-            data = json.loads((ours_dir / "detections.json").read_text())
-            by_file: dict[str, list] = {}
-            for d in data["detections"]:
-                by_file.setdefault(d["file"], []).append(d)
-            ours = [by_file[f] for f in sorted(by_file)]
-            theirs_sorted = sorted(theirs, key=lambda rows: -len(rows))  # the peer's order is a set's: compare as a multiset
-            ours_sorted = sorted(ours, key=lambda rows: -len(rows))
-            pairs = list(zip(ours_sorted, theirs_sorted))
-        else:
-            lines = [json.loads(x) for x in next(ours_dir.glob("*.jsonl")).read_text().splitlines()]
-            pairs = list(zip([x["detections"] for x in lines], theirs))
-        ours_rows = sorted(([d["class_id"], round(d["score"], 4), *(round(v, 2) for v in d["box"])]
-                            for rows, _ in pairs for d in rows))
-        their_rows = sorted(([int(r[0]), r[1], *r[2:]] for _, rows in pairs for r in rows))
-        diff = max((max(abs(a - b) for a, b in zip(x, y)) for x, y in zip(ours_rows, their_rows)), default=0.0)
-        return {"ours": len(ours_rows), "peer": len(their_rows), "max_printed_diff": diff,
-                "same": len(ours_rows) == len(their_rows) and diff <= 0.011}
+    def peer_rows(self, peer: Path, model: Path, images: Path, video: Path) -> dict:
+        """The peer's detections on the timed runs' directory and video at full precision: its Detector driven
+        by tests/integration/peer_deploy.py with the timed runs' settings (2 threads, MKLDNN on, batch 1)."""
+        r = self.run(self.py(str(PEER_ROWS), "--threads", "2", "--mkldnn", str(model), str(self.args.threshold),
+                             f"images:{images}", f"video:{video}"), "deploy: the peer's rows (its Detector)", cwd=str(peer))
+        found = [json.loads(line[len("PEER-JSON "):]) for _, line in r.lines if line.startswith("PEER-JSON ")]
+        if len(found) != 2:
+            raise CaseNotRun(f"peer_deploy.py printed {len(found)} of 2 result lines: {_last_line(r)}")
+
+        def rows(rs: list) -> list[dict]:
+            return [{"class_id": int(x[0]), "score": float(x[1]), "box": [float(v) for v in x[2:6]]} for x in rs]
+
+        return {"dir": {os.path.basename(path): rows(rs) for path, rs in sorted(found[0]["images"].items())},
+                "video": {f"frame {i}": rows(rs) for i, rs in enumerate(found[1]["frames"])}}
+
+    def deploy_same(self, peer: dict, ours_dir: Path, kind: str) -> dict:
+        return deploy_same(peer[kind], ours_dir, kind, self.args.threshold)
 
     def slice_cost(self, model: Path, files: list[Path], out_dir: Path) -> dict:
         """Seconds per tile of --slice: one 4x4 grid of 224 px scenes cut into 16 tiles (224 px) and into 4 (448 px)."""
@@ -699,7 +757,7 @@ class Suite:
 
     # ------------------------------------------------------------ driver --
 
-    def run_cases(self, cases: list[str]) -> dict:
+    def run_cases(self, cases: list[str], save=None) -> dict:
         start = time.perf_counter()
         self.results["date"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         self.results["machine"] = self.describe_machine()
@@ -709,10 +767,22 @@ class Suite:
         self.results["load_average_start"] = harness.load_average()
         order = [c for c in CASES if c in cases]
         for case in order:
-            getattr(self, f"case_{case}")()
-        self.results["load_average_end"] = harness.load_average()
-        self.results["suite_seconds"] = time.perf_counter() - start
+            try:
+                getattr(self, f"case_{case}")()
+            except CaseNotRun as exc:
+                self.not_run(case, str(exc))
+            except Exception as exc:  # a fault in the case itself: reported like the rest, the suite goes on
+                self.log(traceback.format_exc().rstrip())
+                self.not_run(case, f"{type(exc).__name__}: {exc}")
+            self.results["load_average_end"] = harness.load_average()
+            self.results["suite_seconds"] = time.perf_counter() - start
+            if save is not None:  # after every case: a suite stopped later keeps what it measured
+                save(self.results)
         return self.results
+
+    def not_run(self, case: str, why: str) -> None:
+        self.log(f"case {case} not run: {why}")
+        self.results["cases"][case] = {"not_run": why}
 
 
 # ---------------------------------------------------------------- report --
@@ -734,10 +804,44 @@ def _met(flag) -> str:
     return "**met**" if flag else "**missed**"
 
 
+# the table's row label of a case that did not run
+CASE_LABELS = {
+    "cli": "CLI latency", "memory": "Launcher memory", "overhead": "Launch overhead: start to first logged iteration",
+    "throughput": "Training throughput", "scaling": "Scaling: 2 CPU processes (paddle launch, gloo) vs 1",
+    "restart": "Restart overhead (--max-restarts)", "infer": "Inference vs bare Paddle Inference loop",
+    "deploy": "Deployment vs PaddleDetection's deploy/python/infer.py",
+}
+
+
+def goal_texts(goals: dict) -> dict[str, str]:
+    """The goal column, from the goals a results file was judged by (its settings.goals)."""
+    overhead = []
+    if "overhead_ratio" in goals:
+        overhead.append(f"<= {goals['overhead_ratio']:g}")
+    if "overhead_extra_s" in goals:
+        overhead.append(f"<= +{goals['overhead_extra_s']:g} s")
+    return {
+        "cli": f"<= {goals.get('cli_seconds', 0.25):g} s and >= {goals.get('cli_speedup', 15):g}x",
+        "memory": f"<= {goals.get('launcher_rss_mb', 100):g} MB",
+        "overhead": " or ".join(overhead) or "reported",
+        "throughput": f">= {goals.get('throughput_ratio', 0.98):g}",
+        "scaling": "reported",
+        "restart": f"<= {goals.get('restart_vs_fresh_plus_load', 1.0):.1f}",
+        "infer_dygraph": f">= {goals['infer_vs_dygraph']:g}x" if "infer_vs_dygraph" in goals else "reported",
+        "infer": f">= {goals.get('infer_vs_bare', 0.98):g}x",
+        "deploy": f">= {goals.get('deploy_vs_peer', 1.0):.1f}x",
+    }
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def render_markdown(res: dict) -> str:
     m = res["machine"]
     v = m["versions"]
-    c = res["cases"]
+    c = {case: x for case, x in res["cases"].items() if not x.get("not_run")}
+    goal = goal_texts(res["settings"].get("goals", GOALS))
     lines = [
         f"Benchmarks of {res['date']} on {m['cpus']} CPU cores ({m['cpu_model']}, {m['memory_gib']} GiB), "
         f"Python {v.get('python')}, paddlepaddle {v.get('paddlepaddle')}, paddledet {v.get('paddledet')}, "
@@ -757,25 +861,25 @@ def render_markdown(res: dict) -> str:
             x = cli[key]
             lines.append(f"| CLI latency: {label} | {_fmt(x['seconds']['median'], 3, ' s')} | "
                          f"{_fmt(base, 2, ' s')} (`import paddle, ppdet`) | {_fmt(x['speedup'], 1, 'x faster')} | "
-                         f"<= 0.25 s and >= 15x | {_met(x['goal_met'])} |")
+                         f"{goal['cli']} | {_met(x['goal_met'])} |")
     if "memory" in c:
         x = c["memory"]
         lines.append(f"| Launcher memory: peak RSS of the trainctl process while training | "
                      f"{_fmt(x['launcher_peak_rss_mb']['median'], 1, ' MB')} | "
                      f"{_fmt(x['baseline_peak_rss_mb']['median'], 0, ' MB')} (baseline_train.py; worker "
-                     f"{_fmt(x['worker_tree_peak_rss_mb']['median'], 0, ' MB')}) | - | <= 100 MB | {_met(x['goal_met'])} |")
+                     f"{_fmt(x['worker_tree_peak_rss_mb']['median'], 0, ' MB')}) | - | {goal['memory']} | {_met(x['goal_met'])} |")
     if "overhead" in c:
         x = c["overhead"]
         lines.append(f"| Launch overhead: start to first logged iteration | {_fmt(x['trainctl_seconds']['median'], 2, ' s')} | "
                      f"{_fmt(x['baseline_seconds']['median'], 2, ' s')} (baseline_train.py) | "
                      f"{_fmt(x.get('ratio'), 3)} ({_signed(x.get('extra_seconds'))}) | "
-                     f"<= 1.05 or <= +1 s | {_met(x.get('goal_met'))} |")
+                     f"{goal['overhead']} | {_met(x.get('goal_met'))} |")
     if "throughput" in c:
         x = c["throughput"]
         lines.append(f"| Training throughput, iterations {FIRST_COUNTED_STEP}..{(x.get('steps_per_epoch') or 0) - 1}, "
                      f"batch 2 at {x.get('input_size', TRAIN_SIZE)} px | {_fmt(x['trainctl_images_per_s']['median'], 2, ' img/s')} | "
                      f"{_fmt(x['baseline_images_per_s']['median'], 2, ' img/s')} | {_fmt(x.get('ratio'), 3)} | "
-                     f">= 0.98 | {_met(x.get('goal_met'))} |")
+                     f"{goal['throughput']} | {_met(x.get('goal_met'))} |")
     if "scaling" in c:
         x = c["scaling"]
         lines.append(f"| Scaling: 2 CPU processes (paddle launch, gloo) vs 1 | "
@@ -788,7 +892,7 @@ def render_markdown(res: dict) -> str:
                      f"{_fmt(x['failure_to_next_first_iteration_s']['median'], 2, ' s')} | "
                      f"{_fmt(x['fresh_start_to_first_iteration_s']['median'], 2, ' s')} fresh start + "
                      f"{_fmt(x['checkpoint_load_s']['median'], 2, ' s')} checkpoint load | {_fmt(x.get('ratio'), 3)} | "
-                     f"<= 1.0 | {_met(x.get('goal_met'))} |")
+                     f"{goal['restart']} | {_met(x.get('goal_met'))} |")
     if "infer" in c:
         x = c["infer"]
         for size, y in x["sizes"].items():
@@ -796,9 +900,10 @@ def render_markdown(res: dict) -> str:
             where = f"{size} px ({y['config']}), batch {y.get('batch_size', 1)}"
             lines.append(f"| Inference vs dynamic graph, {where} | {_fmt(t, 2, ' img/s')} | "
                          f"{_fmt(y['dygraph']['images_per_s'], 2, ' img/s')} (ppdet Trainer.predict) | "
-                         f"{_fmt(y.get('vs_dygraph'), 2, 'x')} | >= 5x | {_met(y.get('vs_dygraph_goal_met'))} |")
+                         f"{_fmt(y.get('vs_dygraph'), 2, 'x')} | {goal['infer_dygraph']} | "
+                         f"{_met(y.get('vs_dygraph_goal_met')) if 'vs_dygraph_goal_met' in y else '-'} |")
             lines.append(f"| Inference vs bare Paddle Inference loop (oneDNN, 2 threads), {where} | {_fmt(t, 2, ' img/s')} | "
-                         f"{_fmt(y['bare']['images_per_s'], 2, ' img/s')} | {_fmt(y.get('vs_bare'), 2, 'x')} | >= 0.9x | "
+                         f"{_fmt(y['bare']['images_per_s'], 2, ' img/s')} | {_fmt(y.get('vs_bare'), 2, 'x')} | {goal['infer']} | "
                          f"{_met(y.get('vs_bare_goal_met'))} |")
         d = x["detections"]["trainctl_vs_bare"]
         lines.append(f"| Same detections as the bare loop ({x['detections']['images']} images at "
@@ -813,18 +918,29 @@ def render_markdown(res: dict) -> str:
             det = x["detections"][kind]
             lines.append(f"| Deployment vs PaddleDetection's deploy/python/infer.py, {what}, {x['size']} px, batch 1, 2 threads | "
                          f"{_fmt(t, 2, ' ' + unit)} | {_fmt(p, 2, ' ' + unit)} | {_fmt(x.get(f'{kind}_vs_peer'), 2, 'x')} | "
-                         f">= 1.0x, same detections ({det['ours']} vs {det['peer']}) | "
+                         f"{goal['deploy']}, same detections ({_det_counts(det)}) | "
                          f"{_met(bool(x.get(f'{kind}_goal_met')) and det['same'])} |")
         sl = x["slice"]
         lines.append(f"| Sliced inference: cost per tile ({sl['image']} image, 16 vs 4 tiles) | "
                      f"{_fmt(sl['seconds_per_tile'], 3, ' s/tile')} | - | - | reported | - |")
+    for case in CASES:  # a case that could not run: its reason, in the table
+        why = res["cases"].get(case, {}).get("not_run")
+        if why:
+            g = goal.get(case, "-")
+            lines.append(f"| {CASE_LABELS[case]} | not run: {_cell(why)} | - | - | {g} | **not run** |")
     lines.append("")
     lines += render_details(res)
     return "\n".join(lines) + "\n"
 
 
+def _det_counts(det: dict) -> str:
+    if "matched" in det:  # matched one to one at full precision (this version)
+        return f"{det['ours_rows']} vs {det['reference_rows']}, {det['matched']} matched"
+    return f"{det['ours']} vs {det['peer']}"  # results of 2026-12-01: counts of printed rows
+
+
 def render_details(res: dict) -> list[str]:
-    c = res["cases"]
+    c = {case: x for case, x in res["cases"].items() if not x.get("not_run")}
     out = ["Details:", ""]
     if "cli" in c:
         for key in ("help", "dry_run"):
@@ -848,6 +964,13 @@ def render_details(res: dict) -> list[str]:
                    f"{_fmt(x['baseline_first_batch_cost']['median'], 2, ' s')}). Whole training "
                    f"run (start to exit): trainctl {x['trainctl_total_seconds']['median']:.1f} s, "
                    f"baseline {x['baseline_total_seconds']['median']:.1f} s.")
+        if "trainctl_worker_to_ready_seconds" in x:
+            out.append(f"  Cut in three (medians of each part): trainctl's launcher "
+                       f"{_fmt(x['trainctl_worker_start_seconds']['median'], 2, ' s')}, its worker's start to the Trainer ready "
+                       f"{_fmt(x['trainctl_worker_to_ready_seconds']['median'], 2, ' s')}, ready to the first logged "
+                       f"iteration {_fmt(x['trainctl_ready_to_first_iteration_seconds']['median'], 2, ' s')}; baseline: "
+                       f"start to ready {_fmt(x['baseline_trainer_ready_seconds']['median'], 2, ' s')}, ready to the first "
+                       f"logged iteration {_fmt(x['baseline_ready_to_first_iteration_seconds']['median'], 2, ' s')}.")
     if "throughput" in c:
         x = c["throughput"]
         out.append(f"- Throughput from ppdet's per-iteration batch_cost (log_iter=1), {x['iterations_counted']} "
@@ -904,10 +1027,25 @@ def render_details(res: dict) -> list[str]:
                    f"{x['repeats']} repetition(s): {x['method']}.")
         for kind in ("dir", "video"):
             t, p, det = x[f"trainctl_{kind}"], x[f"peer_{kind}"], x["detections"][kind]
-            out.append(f"  - {kind}: trainctl {x['images']} end to end {t['wall_all']['median']:.2f} s, peer "
-                       f"{p['wall_all']['median']:.2f} s; detections at threshold {x['threshold']}: {det['ours']} vs "
-                       f"{det['peer']}, max difference of the printed values {det['max_printed_diff']:.4f} "
-                       f"(the peer prints scores to 4 decimals, boxes to 2).")
+            timing = (f"  - {kind}: trainctl {x['images']} end to end {t['wall_all']['median']:.2f} s, peer "
+                      f"{p['wall_all']['median']:.2f} s; detections at threshold {x['threshold']}: ")
+            if "matched" not in det:  # results of 2026-12-01: the peer's printed rows
+                out.append(timing + f"{det['ours']} vs {det['peer']}, max difference of the printed values "
+                                    f"{det['max_printed_diff']:.4f} (the peer prints scores to 4 decimals, boxes to 2).")
+                continue
+            if det["same"]:
+                verdict = "the same"
+            elif det["problems"]:
+                verdict = (f"different: {det['unmatched_ours']} of trainctl's rows and {det['unmatched_reference']} of the "
+                           f"peer's without a partner, the first in {det['first_difference']}: {det['problems'][0]}")
+            else:
+                verdict = "nothing to compare (no detection on either side)"
+            out.append(timing + f"{det['ours_rows']} vs {det['reference_rows']} rows in {det['images']} "
+                                f"{'images' if kind == 'dir' else 'frames'}, {det['matched']} matched one to one (same class, "
+                                f"score within {det['score_atol']:g} + {det['score_rtol']:g} x score, IoU >= {det['iou_min']:g}; "
+                                f"max score difference {_fmt(det['max_score_diff'], 6)}, min IoU {_fmt(det['min_iou'], 4)}"
+                                + (f", {det['borderline']} at the threshold on one side only" if det["borderline"] else "")
+                                + f"): {verdict}.")
         sl = x["slice"]
         out.append(f"- Sliced inference on a {sl['image']} image: 16 tiles {sl['wall_16_tiles']['median']:.2f} s, "
                    f"4 tiles {sl['wall_4_tiles']['median']:.2f} s (each tile is resized to the model's input).")
@@ -951,19 +1089,30 @@ def main(argv: list[str] | None = None) -> int:
         if not args.trainctl:
             parser.error("trainctl not found next to --python nor on PATH; pass --trainctl")
 
+    out = Path(args.results or (HERE / "work" / "results" if args.quick else HERE / "results")).resolve()
+    for what, path in (("--work", Path(args.work)), ("--results", out)):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            parser.error(f"{what} {path}: cannot create the directory ({exc.strerror or exc})")
     if args.max_load is not None:
         harness.wait_for_quiet(args.max_load, 600)
-    suite = Suite(args)
-    results = suite.run_cases(cases)
-    out = Path(args.results or (HERE / "work" / "results" if args.quick else HERE / "results"))
-    out.mkdir(parents=True, exist_ok=True)
     stem = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d") + ("-quick" if args.quick else "")
-    (out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    markdown = render_markdown(results)
-    (out / f"{stem}.md").write_text(markdown)
+
+    def save(results: dict) -> None:
+        (out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+        (out / f"{stem}.md").write_text(render_markdown(results))
+
+    suite = Suite(args)
+    results = suite.run_cases(cases, save=save)
+    save(results)
     print()
-    print(markdown)
+    print(render_markdown(results))
     print(f"wrote {out / (stem + '.json')} and {out / (stem + '.md')}")
+    skipped = [case for case, x in results["cases"].items() if x.get("not_run")]
+    if skipped:
+        print(f"not run: {', '.join(skipped)} (the reason is in the table)")
+        return 1
     return 0
 
 

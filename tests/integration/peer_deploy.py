@@ -1,13 +1,14 @@
 """Run PaddleDetection's deploy/python/infer.py Detector and print its raw detections as JSON.
 
 Usage (cwd: a copy of the reference tree's deploy/python, so its sibling imports resolve):
-    python peer_deploy.py MODEL_DIR THRESHOLD images:FILE_OR_DIR video:FILE ...
+    python peer_deploy.py [--threads N] [--mkldnn] MODEL_DIR THRESHOLD images:FILE_OR_DIR video:FILE ...
 
 The script's own main() only prints boxes rounded to 2 decimals (and its
 --save_results crashes on detection models: `bbox: [...]` is an annotation, not
 an assignment), so this drives its Detector the way main() and predict_video do
 (same arguments as its defaults: device CPU, run_mode paddle, 1 thread, no
-MKLDNN, batch 1) and prints every kept row at full precision:
+MKLDNN, batch 1; `--threads N --mkldnn` as its --cpu_threads N --enable_mkldnn True, which
+benchmarks/run.py's deploy case times) and prints every kept row at full precision:
     PEER-JSON {"images": {path: [[class, score, x1, y1, x2, y2], ...]}} or PEER-JSON {"frames": [[rows], ...]}
 one line per job, in order.
 Kept rows: score > threshold, as its filter_box and visualize do.
@@ -37,10 +38,11 @@ def kept(result, threshold):
     return out
 
 
-def main(model_dir, threshold, jobs):
+def main(model_dir, threshold, jobs, threads=1, mkldnn=False):
     paddle.enable_static()
     peer.FLAGS = peer.argsparser().parse_args(["--model_dir", model_dir])
-    detector = peer.Detector(model_dir, device="CPU", threshold=threshold, output_dir=os.devnull)
+    detector = peer.Detector(model_dir, device="CPU", threshold=threshold, output_dir=os.devnull, cpu_threads=threads,
+                             enable_mkldnn=mkldnn)
     for job in jobs:
         kind, source = job.split(":", 1)
         run(detector, threshold, kind, source)
@@ -65,4 +67,13 @@ def run(detector, threshold, kind, source):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], float(sys.argv[2]), sys.argv[3:])
+    args, options = sys.argv[1:], {}
+    while args and args[0].startswith("--"):
+        flag = args.pop(0)
+        if flag == "--threads":
+            options["threads"] = int(args.pop(0))
+        elif flag == "--mkldnn":
+            options["mkldnn"] = True
+        else:
+            sys.exit(f"peer_deploy.py: unknown option {flag}")
+    main(args[0], float(args[1]), args[2:], **options)
