@@ -9,26 +9,79 @@ from __future__ import annotations
 import contextlib
 import os
 
-# paddle 3.0-3.3 (measured with 3.3.1) + paddledet 2.6.0: ppdet's export builds
-# its NMS with the old static-graph `append_op`, which fails under paddle 3's new
-# IR (PIR) with a TypeError in multiclass_nms. The flag selects the old IR. Paddle
-# reads FLAGS_* environment variables when it is imported, so the flag must be in
-# os.environ before `import paddle`; setting it later has no effect.
-EXPORT_ENV = {"FLAGS_enable_pir_api": "0"}
-
-
-# paddle 3.3.1's old-IR executor logs "New Executor is Running." at glog INFO level
+# paddle 3.3.1's executor logs "New Executor is Running." at glog INFO level
 # (program_interpreter.cc) once per export; glog reads GLOG_minloglevel when paddle
 # initialises it on import. 1 = warnings and errors only. A user's own value wins.
 EXPORT_QUIET_ENV = {"GLOG_minloglevel": "1"}
 
 
 def export_env() -> dict[str, str]:
-    """Put the export flags into os.environ; returns them. Call before importing paddle."""
-    os.environ.update(EXPORT_ENV)
+    """Quiet paddle's glog for an export; call before importing paddle. Returns what it set.
+
+    No IR switch: the export runs in the IR paddle defaults to (paddle 3: the new IR, PIR,
+    model.json), as the loaded ppdet's own tools/export_model.py does. The old-IR switch
+    (`FLAGS_enable_pir_api=0`) that trainctl used to set for every export breaks every family but
+    YOLOv3 under paddle 3.3.1 ("sigmoid(): argument (position 1) must be Value, but got Variable");
+    paddledet 2.6.0's YOLOv3 needed it only for its NMS, which `pir_static_ops` now builds in PIR."""
     for key, value in EXPORT_QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    return dict(EXPORT_ENV)
+    return dict(EXPORT_QUIET_ENV)
+
+
+def pir_static_ops() -> list[str]:
+    """paddle 3.x (new IR on, measured with 3.3.1) + a ppdet whose `ops.multiclass_nms` / `ops.matrix_nms`
+    build their static op with the old `LayerHelper.append_op` (paddledet 2.6.0): under PIR that
+    fails in to_static with a TypeError, so no model with MultiClassNMS (YOLOv3, PP-YOLOE+, YOLOX, GFL,
+    RetinaNet, FCOS, ...) or MatrixNMS (PP-YOLO) exports. Keyed on the loaded function itself: one
+    without a PIR branch (develop added `in_dynamic_or_pir_mode`) gets one that calls paddle's own
+    PIR op (`_C_ops.multiclass_nms3`, `paddle.vision.ops.matrix_nms`); dynamic mode and the old IR
+    still run ppdet's code. Returns the names patched (none on develop / release-2.7.1)."""
+    import inspect
+
+    import paddle
+    from paddle.framework import in_pir_mode
+    from ppdet.modeling import ops
+
+    patched: list[str] = []
+    if getattr(ops, "_trainctl_pir_ops", False):
+        return patched
+
+    def has_pir_branch(func) -> bool:
+        try:
+            return "pir" in inspect.getsource(func)
+        except (OSError, TypeError):
+            return True  # cannot tell: leave it alone
+
+    if not has_pir_branch(ops.multiclass_nms):
+        original_mc = ops.multiclass_nms
+
+        def multiclass_nms(bboxes, scores, score_threshold, nms_top_k, keep_top_k, nms_threshold=0.3,
+                           normalized=True, nms_eta=1.0, background_label=-1, return_index=False,
+                           return_rois_num=True, rois_num=None, name=None):
+            if not in_pir_mode():
+                return original_mc(bboxes, scores, score_threshold, nms_top_k, keep_top_k, nms_threshold, normalized,
+                                   nms_eta, background_label, return_index, return_rois_num, rois_num, name)
+            out, index, nms_rois_num = paddle._C_ops.multiclass_nms3(
+                bboxes, scores, rois_num, score_threshold, nms_top_k, keep_top_k, nms_threshold, normalized, nms_eta,
+                background_label)
+            return out, nms_rois_num if return_rois_num else None, index if return_index else None
+
+        ops.multiclass_nms = multiclass_nms
+        patched.append("ops.multiclass_nms")
+    if not has_pir_branch(ops.matrix_nms):
+        original_mx = ops.matrix_nms
+
+        def matrix_nms(bboxes, scores, score_threshold, post_threshold, nms_top_k, keep_top_k, use_gaussian=False,
+                       gaussian_sigma=2.0, background_label=0, normalized=True, return_index=False,
+                       return_rois_num=True, name=None):
+            impl = paddle.vision.ops.matrix_nms if in_pir_mode() else original_mx
+            return impl(bboxes, scores, score_threshold, post_threshold, nms_top_k, keep_top_k, use_gaussian,
+                        gaussian_sigma, background_label, normalized, return_index, return_rois_num)
+
+        ops.matrix_nms = matrix_nms
+        patched.append("ops.matrix_nms")
+    ops._trainctl_pir_ops = True
+    return patched
 
 
 def paddle_imported() -> bool:

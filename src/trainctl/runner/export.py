@@ -1,18 +1,15 @@
-"""Export weights to a Paddle Inference model: model.pdmodel, model.pdiparams, infer_cfg.yml.
+"""Export weights to a Paddle Inference model: the graph (model.json under paddle 3's new IR,
+model.pdmodel under the old one), model.pdiparams, infer_cfg.yml.
 
-How the paddle-3 export flag gets in before paddle: `FLAGS_enable_pir_api=0`
-(see compat.py) only works when it is in the environment when paddle is first
-imported; `paddle.set_flags` afterwards is too late (measured with 3.3.1: the
-NMS op still fails under PIR). `trainctl export` imports paddle only inside
-the command, so `export_model` sets the variable and then imports paddle in
-the same process. When paddle was already imported without the flag (a caller
-that uses trainctl as a library, or a test process), `export_model` runs the
-export in a fresh `python -m trainctl.runner.export` process instead, so the
-result never depends on what the caller imported first.
+The export runs as the loaded ppdet's own tools/export_model.py does on this paddle: `Trainer.export`
+with paddle's default IR (paddle 3: PIR, model.json) and `to_static(full_graph=True)`. The version
+shims it needs are keyed in runner/compat.py on what the loaded ppdet does (`pir_static_ops`:
+paddledet 2.6.0's NMS ops, which had no new-IR branch). No global IR switch is set: the old-IR
+switch trainctl used to set for every export broke every family but YOLOv3 (measured 2026-12-02).
 
-ppdet's Trainer.export writes into <dir>/<config file name>/; here it exports
-into a temporary directory beside the output and the files are renamed into
-place, so an interrupted export leaves no half-written model.
+ppdet's Trainer.export writes into <dir>/<config file name>/; here it exports into a temporary
+directory beside the output and the files are renamed into place, so an interrupted export leaves
+no half-written model.
 """
 
 from __future__ import annotations
@@ -21,64 +18,40 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from trainctl.errors import RuntimeFailure, TrainctlError, UserError
 
-EXPORTED_FILES = ("model.pdmodel", "model.pdiparams", "infer_cfg.yml")
-
-
-def _flag_active() -> bool:
-    import paddle
-
-    return str(paddle.get_flags(["FLAGS_enable_pir_api"])["FLAGS_enable_pir_api"]).lower() in ("0", "false")
+GRAPH_FILES = ("model.json", "model.pdmodel")  # new IR (paddle 3), old IR
+EXPORTED_FILES = ("model.pdiparams", "infer_cfg.yml")  # beside one graph file
 
 
 def check_image_shape(value) -> None:
-    """TestReader.inputs_def.image_shape, when set, is [C, H, W] (H, W may be -1: any size); ppdet indexes it blindly."""
+    """TestReader.inputs_def.image_shape, when set, is [C, H, W] or [N, C, H, W] (PicoDet's configs:
+    [1, 3, 320, 320]; N is the exported batch size, -1 for any), H and W may be -1 (any size)."""
     if value is None:
         return
-    ok = isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    if not ok or value[0] < 1 or any(v == 0 or v < -1 for v in value[1:]):
-        raise UserError(f"TestReader.inputs_def.image_shape is {value!r}; export needs [C, H, W]",
+    ints = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ok = ints and len(value) in (3, 4)
+    if ok:
+        if len(value) == 4 and (value[0] == 0 or value[0] < -1):
+            ok = False
+        chw = value[-3:]
+        if chw[0] < 1 or any(v == 0 or v < -1 for v in chw[1:]):
+            ok = False
+    if not ok:
+        raise UserError(f"TestReader.inputs_def.image_shape is {value!r}; export needs [C, H, W] or [N, C, H, W]",
                         hint="e.g. -o TestReader.inputs_def.image_shape=[3,608,608] (H and W may be -1 for any size)")
 
 
 def export_model(flat_config: str, weights: str | None, output_dir: str, device: str = "cpu") -> dict:
-    """Export in this process when paddle can still get the flag, else in a child process."""
+    """Export in this process (paddle may already be imported: no flag has to precede it)."""
     from trainctl.runner import compat
 
-    if compat.paddle_imported() and not _flag_active():
-        return _export_in_subprocess(flat_config, weights, output_dir, device)
     compat.export_env()
     return _export_here(flat_config, weights, output_dir, device)
-
-
-def _export_in_subprocess(flat_config: str, weights: str | None, output_dir: str, device: str = "cpu") -> dict:
-    from trainctl.launch import ppdet_source
-    from trainctl.runner import compat, session
-
-    env = dict(os.environ, **compat.EXPORT_ENV)
-    src = session.chosen_ppdet()
-    with tempfile.TemporaryDirectory() as tmp:
-        result_file = os.path.join(tmp, "result.json")
-        cmd = [sys.executable, "-m", "trainctl.runner.export", "--config", flat_config, "--output", output_dir, "--result", result_file,
-               "--device", device]
-        if weights:
-            cmd += ["--weights", weights]
-        if src is not None:  # the child imports the same ppdet as this process chose
-            env.update(ppdet_source.worker_env(src, os.environ))
-            cmd += ["--ppdet-source", json.dumps(src.to_dict())]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if proc.returncode == 0:
-            return json.loads(Path(result_file).read_text())
-        last = (proc.stderr.strip().splitlines() or ["export failed"])[-1]
-        if proc.returncode == 2:
-            raise UserError(last.replace("trainctl: error: ", "", 1))
-        raise RuntimeFailure(f"export failed: {last}")
 
 
 def _set_export_device(cfg, device: str) -> None:
@@ -123,19 +96,24 @@ def _export_here(flat_config: str, weights: str | None, output_dir: str, device:
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export.", dir=out))
     try:
+        compat.pir_static_ops()
         with compat.to_static_full_graph():
             trainer.export(str(staging))
         produced = [p for p in staging.rglob("*") if p.is_file()]
         names = {p.name for p in produced}
-        missing = [n for n in EXPORTED_FILES if n not in names]
+        graph = [n for n in GRAPH_FILES if n in names]
+        missing = [n for n in EXPORTED_FILES if n not in names] + ([] if graph else [" or ".join(GRAPH_FILES)])
         if missing:
             raise RuntimeFailure(f"export wrote no {', '.join(missing)}")
+        for stale in GRAPH_FILES:  # a graph file of the other IR left by an earlier export would be ambiguous
+            if stale not in names and (out / stale).exists():
+                (out / stale).unlink()
         # weights and graph first, infer_cfg.yml last: a directory with infer_cfg.yml is complete
         for p in sorted(produced, key=lambda p: p.name == "infer_cfg.yml"):
             os.replace(p, out / p.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {"output": str(out), "weights": weights, "files": [n for n in EXPORTED_FILES], "labels": labels}
+    return {"output": str(out), "weights": weights, "files": [graph[0], *EXPORTED_FILES], "labels": labels}
 
 
 def run_export(config: str, overrides: list[str] | tuple[str, ...], weights: str | None, output_dir: str | None,

@@ -271,9 +271,10 @@ def predict_dynamic(flat_config: str, weights: str, images: list[str], threshold
 def load_infer_cfg(model_dir: str) -> dict:
     import yaml
 
-    for name in ("model.pdmodel", "model.pdiparams", "infer_cfg.yml"):
-        if not os.path.isfile(os.path.join(model_dir, name)):
-            raise UserError(f"{model_dir} is not an exported model (no {name})", hint="make one with `trainctl export -c CFG --weights W --output DIR`")
+    from trainctl.runner.model_files import missing_files
+
+    for name in missing_files(model_dir)[:1]:  # model.json (paddle 3) or model.pdmodel, model.pdiparams, infer_cfg.yml
+        raise UserError(f"{model_dir} is not an exported model (no {name})", hint="make one with `trainctl export -c CFG --weights W --output DIR`")
     with open(os.path.join(model_dir, "infer_cfg.yml")) as f:
         return yaml.safe_load(f)
 
@@ -355,7 +356,9 @@ class ExportedModel:
         self.pads_safely = self.infer_cfg.get("arch") not in GRID_RELATIVE_ARCHS
         from paddle import inference
 
-        config = inference.Config(os.path.join(model_dir, "model.pdmodel"), os.path.join(model_dir, "model.pdiparams"))
+        from trainctl.runner.model_files import graph_file
+
+        config = inference.Config(graph_file(model_dir), os.path.join(model_dir, "model.pdiparams"))
         apply_calls(config, predictor_calls(options, model_dir), inference.PrecisionType)
         self.config = config
         self.predictor = inference.create_predictor(config)
