@@ -331,3 +331,22 @@ def test_new_ir_model_gets_the_new_executor_and_onednn_off_by_default(tmp_path):
     assert "enable_new_executor" not in old_calls and "enable_onednn" in old_calls
     asked = [c[0] for c in pc.predictor_calls(pc.PredictorOptions(device="cpu", threads=2, onednn=True), str(new))]
     assert "enable_onednn" in asked
+
+
+def test_pad_and_letterbox_steps_as_deploy_defines_them():
+    """YOLOX's infer_cfg.yml: keep_ratio Resize then Pad to the square size with 114 grey."""
+    import numpy as np
+
+    from trainctl.runner.predict import Preprocessor
+
+    rgb = np.full((240, 320, 3), 200, dtype=np.uint8)
+    pre = Preprocessor([{"type": "Resize", "target_size": [128, 128], "keep_ratio": True, "interp": 1},
+                        {"type": "Pad", "size": [128, 128], "fill_value": [114.0, 114.0, 114.0]},
+                        {"type": "Permute"}])
+    feed = pre(rgb)
+    assert feed["image"].shape == (1, 3, 128, 128)
+    assert feed["image"][0, :, 0, 0].tolist() == [200.0] * 3 and feed["image"][0, :, 127, 0].tolist() == [114.0] * 3
+    assert np.allclose(feed["scale_factor"][0], [0.4, 0.4])
+    box = Preprocessor([{"type": "LetterBoxResize", "target_size": [128, 128]}, {"type": "Permute"}])(rgb)
+    assert box["image"].shape == (1, 3, 128, 128) and box["image"][0, 0, 0, 0] == 128.0  # 127.5 on uint8, as deploy pads
+    assert np.allclose(box["scale_factor"][0], [0.4, 0.4]) and box["im_shape"][0].tolist() == [96.0, 128.0]

@@ -282,7 +282,7 @@ def load_infer_cfg(model_dir: str) -> dict:
 class Preprocessor:
     """The Preprocess list of infer_cfg.yml: image (RGB HWC uint8) -> model inputs."""
 
-    SUPPORTED = ("Resize", "NormalizeImage", "Permute", "PadStride")
+    SUPPORTED = ("Resize", "NormalizeImage", "Permute", "PadStride", "Pad", "LetterBoxResize")  # the last: preprocess_ops
 
     def __init__(self, ops: list[dict]):
         for op in ops:
@@ -322,6 +322,10 @@ class Preprocessor:
                     im /= np.array(op["std"])[None, None, :]
             elif kind == "Permute":
                 im = im.transpose((2, 0, 1))
+            elif kind in ("Pad", "LetterBoxResize"):
+                from trainctl.runner import preprocess_ops
+
+                im, im_shape, scale = preprocess_ops.OPS[kind](op, im, im_shape, scale)
             elif kind == "PadStride":
                 stride = int(op.get("stride", 0))
                 if stride > 0:
