@@ -144,7 +144,8 @@ def run_chain(family: str, source: str, work: Path, iters: int = 2, timeout: int
     commands = {
         "train": ["train", *common, f"trainctl.max_iters={iters}", "epoch=1", "--no-pretrained", "--device", "cpu",
                   "--output", str(out / "train"), "--no-data-check"],
-        "eval": ["eval", *common, "--weights", str(out / "train" / "model_final"), "--device", "cpu"],
+        "eval": ["eval", *common, "--weights", str(out / "train" / "model_final"), "--device", "cpu",
+                 "--output", str(out / "eval")],
         "export": ["export", *common, "--weights", str(out / "train" / "model_final"), "--output", str(out / "model")],
         "infer": ["infer", "--model-dir", str(out / "model"), "--dir", str(work / "dataset" / "coco" / "val2017"),
                   "--output", str(out / "infer"), "--threshold", "0.0", "--no-save-images"],
