@@ -48,7 +48,7 @@ _SIZE_KEYS = {
     "BatchRandomResize": lambda s, v: {"target_size": [s]},
     "RandomResize": lambda s, v: {"target_size": [[s, s]]},
     "RandomShortSideResize": lambda s, v: {"short_side_sizes": [s], "max_size": s},
-    "CropImageWithDataAchorSampling": None,
+    "Pad": lambda s, v: {"size": [s, s]},  # YOLOX's TestReader pads to its eval size after Resize
 }
 
 

@@ -397,7 +397,9 @@ class ExportedModel:
         try:
             self.predictor.run()
         except Exception as exc:  # paddle raises ValueError/RuntimeError with a C++ trace
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            from trainctl.errors import exception_line
+
+            first = exception_line(exc).split(": ", 1)[-1]  # paddle's meaningful line (the last of "In user code: ...")
             raise RuntimeFailure(
                 f"Paddle Inference failed on input {list(inputs['image'].shape)}: {first}",
                 hint="check the Preprocess steps in infer_cfg.yml (e.g. PadStride for keep_ratio Resize); "
