@@ -34,8 +34,9 @@ def pir_static_ops() -> list[str]:
     fails in to_static with a TypeError, so no model with MultiClassNMS (YOLOv3, PP-YOLOE+, YOLOX, GFL,
     RetinaNet, FCOS, ...) or MatrixNMS (PP-YOLO) exports. Keyed on the loaded function itself: one
     without a PIR branch (develop added `in_dynamic_or_pir_mode`) gets one that calls paddle's own
-    PIR op (`_C_ops.multiclass_nms3`, `paddle.vision.ops.matrix_nms`); dynamic mode and the old IR
-    still run ppdet's code. Returns the names patched (none on develop / release-2.7.1)."""
+    PIR op (`_C_ops.multiclass_nms3`; for matrix_nms, prior_box (SSD), generate_proposals and
+    distribute_fpn_proposals (R-CNNs) and box_coder the same-named `paddle.vision.ops` function, whose
+    parameters are the same); dynamic mode and the old IR still run ppdet's code. Returns the names patched (none on develop / release-2.7.1)."""
     import inspect
 
     import paddle
@@ -68,18 +69,22 @@ def pir_static_ops() -> list[str]:
 
         ops.multiclass_nms = multiclass_nms
         patched.append("ops.multiclass_nms")
-    if not has_pir_branch(ops.matrix_nms):
-        original_mx = ops.matrix_nms
+    # the same static ops that paddle.vision.ops has with the same parameters and a PIR branch:
+    # MatrixNMS (PP-YOLO), prior_box (SSD, SSDLite), the R-CNN proposal ops, box_coder
+    import functools
 
-        def matrix_nms(bboxes, scores, score_threshold, post_threshold, nms_top_k, keep_top_k, use_gaussian=False,
-                       gaussian_sigma=2.0, background_label=0, normalized=True, return_index=False,
-                       return_rois_num=True, name=None):
-            impl = paddle.vision.ops.matrix_nms if in_pir_mode() else original_mx
-            return impl(bboxes, scores, score_threshold, post_threshold, nms_top_k, keep_top_k, use_gaussian,
-                        gaussian_sigma, background_label, normalized, return_index, return_rois_num)
+    for name in ("matrix_nms", "prior_box", "generate_proposals", "distribute_fpn_proposals", "box_coder"):
+        ours, theirs = getattr(ops, name, None), getattr(paddle.vision.ops, name, None)
+        if ours is None or theirs is None or has_pir_branch(ours):
+            continue
+        if list(inspect.signature(ours).parameters)[3:] != list(inspect.signature(theirs).parameters)[3:]:
+            continue  # not the same call: leave it
 
-        ops.matrix_nms = matrix_nms
-        patched.append("ops.matrix_nms")
+        def pir_or_ppdet(*args, _ours=ours, _theirs=theirs, **kwargs):
+            return (_theirs if in_pir_mode() else _ours)(*args, **kwargs)
+
+        setattr(ops, name, functools.wraps(ours)(pir_or_ppdet))
+        patched.append(f"ops.{name}")
     ops._trainctl_pir_ops = True
     return patched
 
@@ -438,8 +443,14 @@ def ppdet26_training_shims() -> list[str]:
     was patched (nothing for release-2.7.1 or develop, whose code no longer holds the expressions)."""
     import importlib
 
+    target = "ppdet.modeling.proposal_generator.target"
     cases = [
         # (module, attribute path, expression measured to fail, wrapper, one-line reason)
+        (target, "generate_proposal_target", "paddle.shape(sampled_inds)[0])", _stacking_scalars,
+         "concat of 0-D counts (Faster/Mask R-CNN)"),
+        (target, "generate_mask_target", "paddle.shape(fg_rois)[0])", _stacking_scalars, "concat of 0-D counts (Mask R-CNN)"),
+        (target, "libra_generate_proposal_target", "paddle.shape(sampled_inds)[0])", _stacking_scalars,
+         "concat of 0-D counts (Libra R-CNN)"),
         ("ppdet.modeling.assigners.atss_assigner", "ATSSAssigner.forward", "assigned_gt_index + batch_ind * num_max_boxes",
          _promoting, "int64 + int32 (PP-YOLOE+, PicoDet)"),
         ("ppdet.modeling.assigners.task_aligned_assigner", "TaskAlignedAssigner.forward",
@@ -466,6 +477,11 @@ def ppdet26_training_shims() -> list[str]:
             continue
         if wrap is _promoting:
             _install_promoting_ops()
-        setattr(owner, attr, wrap(func))
+        wrapped = wrap(func)
+        setattr(owner, attr, wrapped)
+        if module_name == target:  # target_layer imported these by name
+            layer = importlib.import_module("ppdet.modeling.proposal_generator.target_layer")
+            if getattr(layer, attr, None) is func:
+                setattr(layer, attr, wrapped)
         patched.append(f"{module_name.rsplit('.', 1)[-1]}.{path}: {reason}")
     return patched

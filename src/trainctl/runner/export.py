@@ -97,6 +97,7 @@ def _export_here(flat_config: str, weights: str | None, output_dir: str, device:
     staging = Path(tempfile.mkdtemp(prefix=".export.", dir=out))
     try:
         compat.pir_static_ops()
+        compat.ppdet26_training_shims()  # the same forward code is traced (R-CNN's 0-D counts)
         with compat.to_static_full_graph():
             trainer.export(str(staging))
         produced = [p for p in staging.rglob("*") if p.is_file()]
