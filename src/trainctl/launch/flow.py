@@ -77,6 +77,9 @@ def prepare(task: str, topts: TaskOptions, lopts: LaunchOptions, ctx: PlanContex
             rc.set("pretrain_weights", "", source="--no-pretrained")
 
     check_ppdet(plan, dry)  # first: nothing else (a download, a data check) before we know ppdet imports
+    from trainctl.launch import ppdet_source
+
+    _check(dry, plan, ppdet_source.check_config_classes, plan.ppdet, rc.data, os.path.basename(str(rc.name)))
     _checks(task, rc, topts, plan, dry)
     return rc, plan
 

@@ -413,8 +413,8 @@ def _source_has(func, text: str) -> bool:
 
 def _stacking_scalars(func):
     """rpn_head._gen_proposal (paddledet 2.6.0) concatenates `paddle.shape(x)[0]`, a 0-D tensor under
-    paddle 3, which concat rejects ("The axis is expected to be in range of [0, 0)"); during the call a
-    concat of 0-D tensors stacks them into the 1-D list of counts paddle 2.x gave."""
+    paddle 3, which concat rejects ("The axis is expected to be in range of [0, 0)"); during the call the
+    0-D tensors of a concat become 1-element 1-D ones, the shape paddle 2.x gave them."""
     import functools
 
     import paddle
@@ -424,8 +424,8 @@ def _stacking_scalars(func):
         original = paddle.concat
 
         def concat(x, axis=0, name=None):
-            if isinstance(x, (list, tuple)) and x and all(getattr(t, "ndim", 1) == 0 for t in x):
-                return paddle.stack(list(x), axis=0)
+            if isinstance(x, (list, tuple)) and any(getattr(t, "ndim", 1) == 0 for t in x):
+                x = [t.reshape([1]) if getattr(t, "ndim", 1) == 0 else t for t in x]
             return original(x, axis=axis, name=name)
 
         paddle.concat = concat
@@ -461,6 +461,8 @@ def ppdet26_training_shims() -> list[str]:
          "int64 < float32 (SSD, SSDLite)"),
         ("ppdet.modeling.losses.gfocal_loss", "quality_focal_loss", "loss * paddle.logical_not(pos_mask)", _promoting,
          "float32 * bool (GFL)"),
+        ("ppdet.modeling.post_process", "BBoxPostProcess.get_pred", "bbox_num_i = bbox_num[i]\n", _stacking_scalars,
+         "concat of 0-D and 1-D counts (R-CNN eval and export)"),
         ("ppdet.modeling.proposal_generator.rpn_head", "RPNHead._gen_proposal", "paddle.shape(topk_rois)[0])",
          _stacking_scalars, "concat of 0-D counts (Faster/Mask R-CNN, Cascade R-CNN)"),
     ]
