@@ -26,7 +26,7 @@ MODELS_MD = REPO / "docs" / "models.md"
 
 from zoo_chain import FAMILIES, SOURCES, run_chain  # noqa: E402
 
-NOT_IN_SOURCE = {("RT-DETR", "wheel"): "not in paddledet 2.6 (added in release/2.7)"}
+NOT_IN_SOURCE = {("RT-DETR", "wheel"): "refused before launch, exit 2: paddledet 2.6.0 has no RT-DETR (HybridEncoder, RTDETRTransformer); use release-2.7.1 or develop"}
 
 
 def load() -> list[dict]:
@@ -58,7 +58,7 @@ def cmd_run(args) -> int:
 
 def cell(result: dict | None, family: str, source: str) -> str:
     if (family, source) in NOT_IN_SOURCE:
-        return "— (" + NOT_IN_SOURCE[family, source] + ")"
+        return "— " + NOT_IN_SOURCE[family, source]
     if result is None:
         return "not measured"
     if result["ok"]:

@@ -36,10 +36,8 @@ HARNESS = Path(__file__).with_name("peer_deploy.py")
 DEVELOP = TREES / "develop"
 TOL = 1e-4
 
-CASES = [
+CASES = [  # CI-sized: every other measured (family, source) is in docs/models.md (scripts/zoo_matrix.py)
     ("PP-YOLOE+", "wheel"),  # the assigner shims (train) and the new-IR NMS shim (export) of runner/compat.py
-    ("GFL", "wheel"),  # the gfocal_loss shim
-    ("PicoDet", "develop"),  # image_shape [1, 3, 320, 320] (4-D) accepted by export
 ]
 
 

@@ -32,3 +32,25 @@ def test_missing_model_classes_refused_in_one_line(tmp_path):
                                     "installed does not have; use a PaddleDetection checkout that has it: --ppdet DIR "
                                     "(release-2.7.1 or develop; docs/models.md)")
     ppdet_source.check_config_classes(src, {"architecture": "YOLOv3"}, "yolov3")  # has it: no error
+
+
+def test_rtdetr_on_the_wheel_is_refused_before_launch(tmp_path):
+    """The measured case: develop's RT-DETR config with the installed paddledet 2.6.0 (exit 2, one line, no worker)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[3] / "shared/reference/paddledetection-src/develop/configs/rtdetr/rtdetr_r18vd_6x_coco.yml"
+    if not config.is_file():
+        pytest.skip("the develop checkout is not here")
+    env = {k: v for k, v in os.environ.items() if k != "TRAINCTL_PPDET"}
+    proc = subprocess.run([sys.executable, "-m", "trainctl", "train", "-c", str(config), "-o", "num_classes=4",
+                           "--no-pretrained", "--output", str(tmp_path / "run")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == ["trainctl: error: rtdetr_r18vd_6x_coco needs HybridEncoder, RTDETRTransformer, DETRPostProcess, "
+                     "which paddledet 2.6.0, installed does not have; use a PaddleDetection checkout that has it: "
+                     "--ppdet DIR (release-2.7.1 or develop; docs/models.md)"]
+    assert not (tmp_path / "run" / "logs").exists()
