@@ -54,3 +54,20 @@ def test_rtdetr_on_the_wheel_is_refused_before_launch(tmp_path):
                      "which paddledet 2.6.0, installed does not have; use a PaddleDetection checkout that has it: "
                      "--ppdet DIR (release-2.7.1 or develop; docs/models.md)"]
     assert not (tmp_path / "run" / "logs").exists()
+
+
+def test_rcnn_export_refused_on_a_ppdet_with_the_measured_rcnnbox(tmp_path):
+    from trainctl.runner import compat
+
+    pkg = tmp_path / "ppdet"
+    (pkg / "modeling").mkdir(parents=True)
+    (pkg / "modeling" / "layers.py").write_text(
+        "class RCNNBox:\n    def __call__(self):\n        batch_size = paddle.slice(paddle.shape(im_shape), [0], [0], [1])\n")
+    with pytest.raises(UserError) as err:
+        compat.check_export_supported(str(pkg), "FasterRCNN", "paddledet 2.6.0, installed")
+    assert err.value.exit_code == 2
+    assert err.value.one_line().startswith("R-CNN (Faster/Mask/Cascade) does not export on paddledet 2.6.0, installed")
+    assert "--ppdet DIR (develop" in err.value.one_line()
+    compat.check_export_supported(str(pkg), "YOLOv3", "paddledet 2.6.0, installed")  # another family: no refusal
+    (pkg / "modeling" / "layers.py").write_text("batch_size = im_shape.shape[0]\n")  # develop's code
+    compat.check_export_supported(str(pkg), "FasterRCNN", "ppdet from source")

@@ -487,3 +487,34 @@ def ppdet26_training_shims() -> list[str]:
                 setattr(layer, attr, wrapped)
         patched.append(f"{module_name.rsplit('.', 1)[-1]}.{path}: {reason}")
     return patched
+
+
+# (architectures, file under ppdet/, expression measured to fail, family, one-line reason)
+EXPORT_REFUSALS = (
+    (("FasterRCNN", "MaskRCNN", "CascadeRCNN"), "modeling/layers.py",
+     "batch_size = paddle.slice(paddle.shape(im_shape), [0], [0], [1])", "R-CNN (Faster/Mask/Cascade)",
+     "its RCNNBox indexes 0-D shape tensors that paddle 3's new IR rejects (\"The axis value should be less than the "
+     "rank of input\")"),
+)
+
+
+def check_export_supported(package_dir: str | None, architecture: str | None, ppdet_name: str) -> None:
+    """Before an export starts (static, no import): a family whose export was measured to fail on the
+    chosen ppdet under paddle 3.3.1 and that a newer tree exports (docs/models.md) is refused in one
+    line naming the source that works. Keyed on the ppdet's own source text, so a ppdet without the
+    failing expression (release-2.7.1, develop) is never refused."""
+    from trainctl.errors import UserError
+
+    if not package_dir or not architecture:
+        return
+    for archs, rel, expression, family, reason in EXPORT_REFUSALS:
+        if architecture not in archs:
+            continue
+        try:
+            text = open(os.path.join(package_dir, rel), encoding="utf-8").read()
+        except OSError:
+            continue
+        if expression in text:
+            raise UserError(f"{family} does not export on {ppdet_name} with paddle 3: {reason}",
+                            hint="train and evaluate there, export with a PaddleDetection checkout: "
+                                 "trainctl export --ppdet DIR (develop; docs/models.md)")

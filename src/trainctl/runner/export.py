@@ -131,6 +131,9 @@ def run_export(config: str, overrides: list[str] | tuple[str, ...], weights: str
     with tempfile.TemporaryDirectory(prefix="trainctl-export-") as tmp:
         flat, rc, weights = session.flat_config_and_weights(config, overrides, weights, tmp, "to export")
         check_image_shape(rc.get("TestReader.inputs_def.image_shape", None))
+        src = session.chosen_ppdet()
+        if src is not None:
+            compat.check_export_supported(src.package_dir, rc.get("architecture", None), src.short())
         output_dir = output_dir or os.path.join("output_inference", rc.name)
         from trainctl.fsutil import ensure_writable_dir
 
