@@ -1,10 +1,8 @@
 """`trainctl infer --model-dir` against PaddleDetection's own deploy/python/infer.py on the same exported model.
 
 The peer is the reference tree's script (../shared/reference/paddledetection-src/
-develop/deploy/python, copied to a temporary directory because it imports
-its siblings), driven by tests/integration/peer_deploy.py. develop's, not release-2.7.1's:
-the export is paddle 3's model.json, which release-2.7.1's load_predictor does not look for
-(it opens model.pdmodel only). Same detections:
+release-2.7.1/deploy/python, copied to a temporary directory because it imports
+its siblings), driven by tests/integration/peer_deploy.py. Same detections:
 same count per image/frame, same classes, scores and boxes within 1e-4.
 The smoke model is weak: a low threshold gives something to compare, and the
 comparison asserts that there is something.
@@ -22,7 +20,7 @@ import pytest
 
 pytestmark = [pytest.mark.paddle, pytest.mark.slow]
 
-PEER_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "paddledetection-src" / "develop" / "deploy" / "python"
+PEER_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "paddledetection-src" / "release-2.7.1" / "deploy" / "python"
 HARNESS = Path(__file__).with_name("peer_deploy.py")
 THRESHOLD = 0.1
 TOL = 1e-4

@@ -7,7 +7,7 @@ import yaml
 
 pytestmark = pytest.mark.paddle
 
-EXPORTED = ("model.json", "model.pdiparams", "infer_cfg.yml")  # paddle 3.3.1: the new IR
+EXPORTED = ("model.pdmodel", "model.pdiparams", "infer_cfg.yml")  # YOLOv3: the old IR (compat.old_ir_reason)
 
 
 def test_export_writes_the_three_files(exported_model):
@@ -52,14 +52,14 @@ def test_export_missing_weights_exit_2_one_line(smoke_run, ptools, tmp_path):
 
 
 def test_export_from_a_process_that_already_imported_paddle(smoke_run, tmp_path):
-    """Library use: paddle already imported -> export_model exports in this process (no IR flag has to precede paddle)."""
+    """Library use: paddle imported in the new IR, YOLOv3 exports in the old one -> export_model runs it in a child process."""
     import subprocess
     import sys
 
     code = (
         "import sys, paddle\n"
         "from trainctl.runner.export import export_model\n"
-        "r = export_model(sys.argv[1], sys.argv[2], sys.argv[3]); print(sorted(r['files']))\n"
+        "r = export_model(sys.argv[1], sys.argv[2], sys.argv[3], old_ir=True); print(sorted(r['files']))\n"
     )
     out = tmp_path / "lib"
     proc = subprocess.run([sys.executable, "-c", code, str(smoke_run.config), str(smoke_run.final), str(out)],

@@ -124,7 +124,7 @@ def test_keep_ratio_batches_of_mixed_sizes_equal_single_images(smoke_run, export
 
     model = tmp_path / "model"
     model.mkdir()
-    for name in ("model.json", "model.pdiparams"):
+    for name in ("model.pdmodel", "model.pdiparams"):
         (model / name).write_bytes((exported_model / name).read_bytes())
     cfg = yaml.safe_load((exported_model / "infer_cfg.yml").read_text())
     resize = next(op for op in cfg["Preprocess"] if op["type"] == "Resize")

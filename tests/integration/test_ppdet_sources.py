@@ -136,7 +136,7 @@ def test_eval_export_and_infer_both_ways(source, ptools):
     said = [line for line in ex.stderr.splitlines() if line.startswith("ppdet: ")]
     assert len(said) == 1 and (f"from source {source.ppdet_dir}" in said[0] if source.kind == "source"
                                else said[0].startswith("ppdet: paddledet 2.6.0, installed"))
-    assert {p.name for p in (source.cwd / "exported").iterdir()} >= {"model.json", "model.pdiparams",
+    assert {p.name for p in (source.cwd / "exported").iterdir()} >= {"model.pdmodel", "model.pdiparams",
                                                                        "infer_cfg.yml"}
     image = str(source.cwd / "dataset" / "roadsign_voc" / "images" / "road0.png")
     static = source.run(ptools, ["infer", "--model-dir", "exported", "--img", image, "--threshold", "0.0",

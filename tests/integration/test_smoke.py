@@ -125,7 +125,7 @@ def test_smoke_one_process(workdir):
     config = (run / "train" / "config.yml").read_text()
     assert "max_iters: 2" in config and "epoch: 1" in config
     assert "lite training: at most 2 iterations" in (run / "train" / "logs" / "workerlog.0").read_text()
-    assert (run / "export" / "model.json").is_file()
+    assert (run / "export" / "model.pdmodel").is_file()
 
 
 def test_smoke_two_processes_with_probe(workdir):

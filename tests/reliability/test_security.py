@@ -130,7 +130,7 @@ def test_written_files_are_not_world_writable(real_run):
                      "model_final.pdopt", "workerlog.0"):
         assert expected in names, sorted(names)
     exported = [work / "exported"] + sorted((work / "exported").rglob("*"))
-    assert {"model.json", "model.pdiparams", "infer_cfg.yml"} <= {p.name for p in exported}
+    assert {"model.pdmodel", "model.pdiparams", "infer_cfg.yml"} <= {p.name for p in exported}
     assert _not_world_writable(files + exported) == {}
 
 

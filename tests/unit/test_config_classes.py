@@ -71,3 +71,12 @@ def test_rcnn_export_refused_on_a_ppdet_with_the_measured_rcnnbox(tmp_path):
     compat.check_export_supported(str(pkg), "YOLOv3", "paddledet 2.6.0, installed")  # another family: no refusal
     (pkg / "modeling" / "layers.py").write_text("batch_size = im_shape.shape[0]\n")  # develop's code
     compat.check_export_supported(str(pkg), "FasterRCNN", "ppdet from source")
+
+
+def test_old_ir_only_for_yolov3_with_its_fpn():
+    from trainctl.config import resolve
+    from trainctl.runner import compat
+
+    assert compat.old_ir_reason(resolve("roadsign_cpu_smoke.yml").data)  # YOLOv3 + YOLOv3FPN
+    assert compat.old_ir_reason(resolve("roadsign_ppyoloe.yml").data) is None  # architecture YOLOv3, CustomCSPPAN neck
+    assert compat.old_ir_reason({"architecture": "DETR", "DETR": {"neck": "HybridEncoder"}}) is None

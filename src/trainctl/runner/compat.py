@@ -28,6 +28,32 @@ def export_env() -> dict[str, str]:
     return dict(EXPORT_QUIET_ENV)
 
 
+# The one export measured to need paddle 3's old IR (FLAGS_enable_pir_api=0, model.pdmodel): YOLOv3
+# with its YOLOv3FPN neck (leaky_relu), on every tree. paddle 3.3.1 saves leaky_relu's negative_slope
+# as a double in model.json, and Paddle Inference with oneDNN (trainctl's CPU default for the old
+# IR) then segfaults building FusedConv2dOp (measured 2026-12-02 on paddledet 2.6.0's and develop's
+# YOLOv3); its old-IR model runs with oneDNN, as before. Every other family exports in the new IR:
+# under the old IR they fail ("sigmoid(): argument (position 1) must be Value, but got Variable").
+OLD_IR_ENV = {"FLAGS_enable_pir_api": "0"}
+
+
+def old_ir_reason(cfg: dict) -> str | None:
+    """Why this config exports in the old IR, or None (the new IR). Pure: reads the resolved config."""
+    arch = cfg.get("architecture")
+    section = cfg.get(arch) if isinstance(arch, str) else None
+    if arch == "YOLOv3" and isinstance(section, dict) and section.get("neck") == "YOLOv3FPN":
+        return ("YOLOv3 (YOLOv3FPN, leaky_relu): paddle 3.3.1's new-IR model segfaults in Paddle Inference with "
+                "oneDNN; exported in the old IR (model.pdmodel)")
+    return None
+
+
+def pir_active() -> bool:
+    """Whether this process's paddle runs the new IR (call after importing paddle)."""
+    import paddle
+
+    return bool(paddle.framework.use_pir_api())
+
+
 def pir_static_ops() -> list[str]:
     """paddle 3.x (new IR on, measured with 3.3.1) + a ppdet whose `ops.multiclass_nms` / `ops.matrix_nms`
     build their static op with the old `LayerHelper.append_op` (paddledet 2.6.0): under PIR that

@@ -6,6 +6,10 @@ with paddle's default IR (paddle 3: PIR, model.json) and `to_static(full_graph=T
 shims it needs are keyed in runner/compat.py on what the loaded ppdet does (`pir_static_ops`:
 paddledet 2.6.0's NMS ops, which had no new-IR branch). No global IR switch is set: the old-IR
 switch trainctl used to set for every export broke every family but YOLOv3 (measured 2026-12-02).
+YOLOv3 alone exports in the old IR (model.pdmodel), the case measured to need it
+(`compat.old_ir_reason`: its new-IR model segfaults in Paddle Inference with oneDNN); the flag is
+set before paddle is imported, or the export runs in a child process when paddle already runs the
+other IR (library use, tests).
 
 ppdet's Trainer.export writes into <dir>/<config file name>/; here it exports into a temporary
 directory beside the output and the files are renamed into place, so an interrupted export leaves
@@ -18,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -46,12 +51,50 @@ def check_image_shape(value) -> None:
                         hint="e.g. -o TestReader.inputs_def.image_shape=[3,608,608] (H and W may be -1 for any size)")
 
 
-def export_model(flat_config: str, weights: str | None, output_dir: str, device: str = "cpu") -> dict:
-    """Export in this process (paddle may already be imported: no flag has to precede it)."""
+def export_model(flat_config: str, weights: str | None, output_dir: str, device: str = "cpu",
+                 old_ir: bool = False) -> dict:
+    """Export in the IR asked for (`compat.old_ir_reason`): here when this process's paddle is (or
+    can still be put) in that IR, else in a child process. paddle reads FLAGS_enable_pir_api only
+    when it is imported (measured with 3.3.1: `paddle.set_flags` afterwards is too late)."""
     from trainctl.runner import compat
 
     compat.export_env()
-    return _export_here(flat_config, weights, output_dir, device)
+    if not compat.paddle_imported():
+        if old_ir:
+            os.environ.update(compat.OLD_IR_ENV)
+        else:
+            os.environ.pop("FLAGS_enable_pir_api", None)
+        return _export_here(flat_config, weights, output_dir, device)
+    if compat.pir_active() == (not old_ir):
+        return _export_here(flat_config, weights, output_dir, device)
+    return _export_in_subprocess(flat_config, weights, output_dir, device, old_ir)
+
+
+def _export_in_subprocess(flat_config: str, weights: str | None, output_dir: str, device: str, old_ir: bool) -> dict:
+    from trainctl.launch import ppdet_source
+    from trainctl.runner import compat, session
+
+    env = dict(os.environ)
+    env.pop("FLAGS_enable_pir_api", None)
+    if old_ir:
+        env.update(compat.OLD_IR_ENV)
+    src = session.chosen_ppdet()
+    with tempfile.TemporaryDirectory() as tmp:
+        result_file = os.path.join(tmp, "result.json")
+        cmd = [sys.executable, "-m", "trainctl.runner.export", "--config", flat_config, "--output", output_dir,
+               "--result", result_file, "--device", device]
+        if weights:
+            cmd += ["--weights", weights]
+        if src is not None:  # the child imports the same ppdet as this process chose
+            env.update(ppdet_source.worker_env(src, os.environ))
+            cmd += ["--ppdet-source", json.dumps(src.to_dict())]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode == 0:
+            return json.loads(Path(result_file).read_text())
+        last = (proc.stderr.strip().splitlines() or ["export failed"])[-1]
+        if proc.returncode == 2:
+            raise UserError(last.replace("trainctl: error: ", "", 1))
+        raise RuntimeFailure(f"export failed: {last.replace('trainctl: error: ', '', 1)}")
 
 
 def _set_export_device(cfg, device: str) -> None:
@@ -138,7 +181,7 @@ def run_export(config: str, overrides: list[str] | tuple[str, ...], weights: str
         from trainctl.fsutil import ensure_writable_dir
 
         ensure_writable_dir(output_dir, "--output")
-        return export_model(flat, weights, output_dir, device)
+        return export_model(flat, weights, output_dir, device, old_ir=compat.old_ir_reason(rc.data) is not None)
 
 
 def main(argv: list[str] | None = None) -> int:
