@@ -60,16 +60,16 @@ def test_rcnn_export_refused_on_a_ppdet_with_the_measured_rcnnbox(tmp_path):
     from trainctl.runner import compat
 
     pkg = tmp_path / "ppdet"
-    (pkg / "modeling").mkdir(parents=True)
-    (pkg / "modeling" / "layers.py").write_text(
-        "class RCNNBox:\n    def __call__(self):\n        batch_size = paddle.slice(paddle.shape(im_shape), [0], [0], [1])\n")
+    (pkg / "modeling" / "proposal_generator").mkdir(parents=True)
+    rpn = pkg / "modeling" / "proposal_generator" / "rpn_head.py"
+    rpn.write_text("                bs_rois_num_collect.append(paddle.shape(topk_rois)[0])\n")  # paddledet 2.6.0
     with pytest.raises(UserError) as err:
         compat.check_export_supported(str(pkg), "FasterRCNN", "paddledet 2.6.0, installed")
     assert err.value.exit_code == 2
     assert err.value.one_line().startswith("R-CNN (Faster/Mask/Cascade) does not export on paddledet 2.6.0, installed")
     assert "--ppdet DIR (develop" in err.value.one_line()
     compat.check_export_supported(str(pkg), "YOLOv3", "paddledet 2.6.0, installed")  # another family: no refusal
-    (pkg / "modeling" / "layers.py").write_text("batch_size = im_shape.shape[0]\n")  # develop's code
+    rpn.write_text("                bs_rois_num_collect.append(paddle.shape(topk_rois)[0:1])\n")  # develop's code
     compat.check_export_supported(str(pkg), "FasterRCNN", "ppdet from source")
 
 

@@ -517,10 +517,10 @@ def ppdet26_training_shims() -> list[str]:
 
 # (architectures, file under ppdet/, expression measured to fail, family, one-line reason)
 EXPORT_REFUSALS = (
-    (("FasterRCNN", "MaskRCNN", "CascadeRCNN"), "modeling/layers.py",
-     "batch_size = paddle.slice(paddle.shape(im_shape), [0], [0], [1])", "R-CNN (Faster/Mask/Cascade)",
-     "its RCNNBox indexes 0-D shape tensors that paddle 3's new IR rejects (\"The axis value should be less than the "
-     "rank of input\")"),
+    (("FasterRCNN", "MaskRCNN", "CascadeRCNN"), "modeling/proposal_generator/rpn_head.py",
+     "bs_rois_num_collect.append(paddle.shape(topk_rois)[0])", "R-CNN (Faster/Mask/Cascade)",
+     "its RPN head counts proposals in 0-D tensors that paddle 3's new IR then rejects in RCNNBox (\"The axis "
+     "value should be less than the rank of input\")"),
 )
 
 
