@@ -39,8 +39,8 @@ FAMILIES = {
 }
 
 SIZE = 128  # every input side (a multiple of 32 and of 64 for the FPNs)
-# PicoDet's ATSS takes the top 9 anchors per level: at 128 px its stride-64 level has only 4
-FAMILY_SIZE = {"PicoDet": 256}
+# ATSS (PicoDet, TOOD) takes the top 9 anchors per level: at 128 px a stride-64 level has only 4
+FAMILY_SIZE = {"PicoDet": 256, "TOOD": 256}
 
 # the transforms whose sizes are set to SIZE, and how each spells its size
 _SIZE_KEYS = {

@@ -487,6 +487,8 @@ def ppdet26_training_shims() -> list[str]:
          "int64 < float32 (SSD, SSDLite)"),
         ("ppdet.modeling.losses.gfocal_loss", "quality_focal_loss", "loss * paddle.logical_not(pos_mask)", _promoting,
          "float32 * bool (GFL)"),
+        ("ppdet.modeling.heads.tood_head", "TOODHead._reg_grid_sample", "b, _, h, w = get_static_shape(feat)",
+         _stacking_scalars, "concat of 0-D sizes (TOOD)"),
         ("ppdet.modeling.post_process", "BBoxPostProcess.get_pred", "bbox_num_i = bbox_num[i]\n", _stacking_scalars,
          "concat of 0-D and 1-D counts (R-CNN eval and export)"),
         ("ppdet.modeling.proposal_generator.rpn_head", "RPNHead._gen_proposal", "paddle.shape(topk_rois)[0])",
