@@ -96,8 +96,11 @@ def cmd_render(args) -> int:
         "",
         "Sources: `wheel` is paddledet 2.6.0 from PyPI with trainctl's shims (`runner/compat.py`);",
         "`release-2.7.1` and `develop` are PaddleDetection checkouts picked with `--ppdet DIR` or `TRAINCTL_PPDET`",
-        "(docs/install.md). Which to pick: a checkout (develop) for RT-DETR, which the wheel does not have; for",
-        "every family that passes on the wheel either works, and the table above is the measured answer.",
+        "(docs/install.md). Which to pick: a checkout (develop or release-2.7.1) for RT-DETR, which the wheel does",
+        "not have, and to export Faster/Mask R-CNN (train and evaluate on the wheel work; `trainctl export --ppdet DIR`",
+        "exports the wheel-trained weights, measured with develop); the wheel (`pip install`, no checkout) for every",
+        "family it passes above. YOLOv3 exports in paddle's old IR (model.pdmodel), every other family in the new IR",
+        "(model.json): docs/deploy.md says why. Not measured cells were not run for lack of time, not refused.",
         "",
     ]
     MODELS_MD.write_text("\n".join(lines))
