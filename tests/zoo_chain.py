@@ -39,8 +39,9 @@ FAMILIES = {
 }
 
 SIZE = 128  # every input side (a multiple of 32 and of 64 for the FPNs)
-# ATSS (PicoDet, TOOD) takes the top 9 anchors per level: at 128 px a stride-64 level has only 4
-FAMILY_SIZE = {"PicoDet": 256, "TOOD": 256}
+# ATSS takes the top 9 anchors per level: at 128 px a stride-64 level has only 4 (PicoDet), at 256 px
+# TOOD's stride-128 level
+FAMILY_SIZE = {"PicoDet": 256, "TOOD": 384}
 
 # the transforms whose sizes are set to SIZE, and how each spells its size
 _SIZE_KEYS = {
