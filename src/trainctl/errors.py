@@ -28,3 +28,17 @@ class UserError(TrainctlError):
 
 class RuntimeFailure(TrainctlError):
     exit_code = 1
+
+
+def exception_line(exc: BaseException) -> str:
+    """`Type: message` on one line, the message being the exception's meaningful line.
+
+    paddle's multi-line messages (to_static's "In transformed code:" with a code excerpt, C++ errors
+    followed by "[Hint: ...]" and "(at /paddle/...)") put the real cause on their last line that is
+    neither blank nor a hint or source location; a one-line message is kept as it is."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("[Hint:", "(at ", "[operator <", "^"))]
+    if not lines:
+        return type(exc).__name__
+    text = lines[-1] if len(lines) > 1 else lines[0]
+    return text if text.split(":", 1)[0].endswith(("Error", "Exception")) else f"{type(exc).__name__}: {text}"

@@ -12,6 +12,14 @@ benchmarks/run.py's deploy case times) and prints every kept row at full precisi
     PEER-JSON {"images": {path: [[class, score, x1, y1, x2, y2], ...]}} or PEER-JSON {"frames": [[rows], ...]}
 one line per job, in order.
 Kept rows: score > threshold, as its filter_box and visualize do.
+
+A new-IR model (model.json, paddle 3): develop's load_predictor reads it, but on paddle 3.3.1 its
+`enable_memory_optim` then fails in create_predictor ("Not find predictor_id 0 and pass_name
+memory_optimize_pass") unless the new executor is on, and its predictor runs with oneDNN (paddle
+3.3.1's CPU default, which its `enable_mkldnn=False` does not turn off), whose passes fail on
+model.json ("ConvertPirAttribute2RuntimeAttribute not support [pir::ArrayAttribute<pir::DoubleAttribute>]").
+The harness turns the new executor on and oneDNN off before create_predictor, as trainctl does
+(runner/predictor_config.py); nothing else of its config changes.
 """
 
 import json
@@ -40,6 +48,15 @@ def kept(result, threshold):
 
 def main(model_dir, threshold, jobs, threads=1, mkldnn=False):
     paddle.enable_static()
+    if os.path.isfile(os.path.join(model_dir, "model.json")):
+        create = peer.create_predictor
+
+        def create_predictor(config):
+            config.enable_new_executor(True)
+            config.disable_mkldnn()
+            return create(config)
+
+        peer.create_predictor = create_predictor
     peer.FLAGS = peer.argsparser().parse_args(["--model_dir", model_dir])
     detector = peer.Detector(model_dir, device="CPU", threshold=threshold, output_dir=os.devnull, cpu_threads=threads,
                              enable_mkldnn=mkldnn)

@@ -118,5 +118,5 @@ def test_benchmark_bad_options_are_user_errors(exported_model, bench_images, smo
     lines = proc.stdout.splitlines()
     assert proc.returncode == 0, proc.stderr
     assert lines[0].startswith("--batch-size must be at least 1") and lines[1].startswith("--repeats must be at least 1")
-    assert "is not an exported model (no model.pdmodel)" in lines[2]
+    assert "is not an exported model (no model.json or model.pdmodel)" in lines[2]
     assert lines[3].startswith("no images") and lines[4] == "paddle not imported"  # checked before paddle starts

@@ -187,7 +187,7 @@ def test_json_eval_scores_coco_with_pycocotools(smoke_run, ptools, tmp_path):
 
 @pytest.mark.parametrize("args, expected", [
     (["export", "-c", "roadsign_cpu_smoke.yml", "-o", "use_gpu=false", "TestReader.inputs_def.image_shape=[3,224]"],
-     "TestReader.inputs_def.image_shape is [3, 224]; export needs [C, H, W]"),
+     "TestReader.inputs_def.image_shape is [3, 224]; export needs [C, H, W] or [N, C, H, W]"),
     (["export", "-c", "roadsign_cpu_smoke.yml", "--device", "gpu"], "--device gpu: the installed paddle is built without CUDA"),
     (["infer", "-c", "roadsign_cpu_smoke.yml", "--img", "{img}", "--device", "gpu:0"],
      "--device gpu: the installed paddle is built without CUDA"),

@@ -1,4 +1,4 @@
-"""`trainctl export` for real: paddle 3 + ppdet 2.6 need the compat shims; errors are one line."""
+"""`trainctl export` for real: paddle 3 + ppdet 2.6 need the compat shims (new IR, model.json); errors are one line."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import yaml
 
 pytestmark = pytest.mark.paddle
 
-EXPORTED = ("model.pdmodel", "model.pdiparams", "infer_cfg.yml")
+EXPORTED = ("model.pdmodel", "model.pdiparams", "infer_cfg.yml")  # YOLOv3: the old IR (compat.old_ir_reason)
 
 
 def test_export_writes_the_three_files(exported_model):
@@ -21,9 +21,9 @@ def test_export_writes_the_three_files(exported_model):
     assert [op["type"] for op in infer_cfg["Preprocess"]] == ["Resize", "NormalizeImage", "Permute"]
 
 
-def test_export_without_the_shim_fails_as_design_md_says(smoke_run, ptools, tmp_path):
-    """The reason the shim exists: with plain paddle 3 (PIR on), ppdet's export does not work."""
-    import os
+def test_export_without_the_shims_fails_as_design_md_says(smoke_run, ptools, tmp_path):
+    """The reason the shims exist: paddle 3 (new IR) + paddledet 2.6.0's plain Trainer.export fails
+    (to_static's SOT default, then the NMS op built with append_op under PIR)."""
     import subprocess
     import sys
 
@@ -35,10 +35,9 @@ def test_export_without_the_shim_fails_as_design_md_says(smoke_run, ptools, tmp_
         "t = Trainer(cfg, mode='test'); session.load_weights_strict(t.model, sys.argv[2])\n"
         "t.export(sys.argv[3])\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "FLAGS_enable_pir_api"}
     proc = subprocess.run(
         [sys.executable, "-c", code, str(smoke_run.config), str(smoke_run.final), str(tmp_path / "plain")],
-        cwd=smoke_run.workdir, env=env, capture_output=True, text=True, timeout=600,
+        cwd=smoke_run.workdir, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode != 0
     assert "full_graph" in proc.stderr or "multiclass_nms" in proc.stderr
@@ -53,14 +52,14 @@ def test_export_missing_weights_exit_2_one_line(smoke_run, ptools, tmp_path):
 
 
 def test_export_from_a_process_that_already_imported_paddle(smoke_run, tmp_path):
-    """Library use: paddle imported without the flag -> export_model runs the export in a child process."""
+    """Library use: paddle imported in the new IR, YOLOv3 exports in the old one -> export_model runs it in a child process."""
     import subprocess
     import sys
 
     code = (
         "import sys, paddle\n"
         "from trainctl.runner.export import export_model\n"
-        "r = export_model(sys.argv[1], sys.argv[2], sys.argv[3]); print(sorted(r['files']))\n"
+        "r = export_model(sys.argv[1], sys.argv[2], sys.argv[3], old_ir=True); print(sorted(r['files']))\n"
     )
     out = tmp_path / "lib"
     proc = subprocess.run([sys.executable, "-c", code, str(smoke_run.config), str(smoke_run.final), str(out)],

@@ -110,7 +110,7 @@ CASES: dict[str, tuple[dict[str, str | bytes], list[str], list[str]]] = {
                             ["photos/nope.png", "not found"]),
     "infer-model-dir-without-model": ({"exported/readme.txt": "x"},
                                       ["infer", "--model-dir", "exported", "--img", "dataset/roadsign_voc/images/road0.png"],
-                                      ["exported", "model.pdmodel", "trainctl export"]),
+                                      ["exported", "model.json or model.pdmodel", "trainctl export"]),
     "sample-zero-images": ({}, ["data", "sample", "--images", "0", "--out", "x"], ["--images", "0"]),
     "runs-missing-dir": ({}, ["runs", "no/such/runs"], ["no/such/runs"]),
 }

@@ -27,9 +27,16 @@ def test_schema_is_shipped_and_small():
     assert SCHEMA_PATH.stat().st_size < 200_000
 
 
+# ppdet_schema.json describes paddledet 2.6.0; these bundled recipes need a PaddleDetection checkout
+# (RT-DETR is not in 2.6.0), so the keys the newer tree adds are what the wheel's schema flags
+CHECKOUT_ONLY = {"roadsign_rtdetr.yml": {"ema_filter_no_grad", "DETR.neck", "HybridEncoder", "RTDETRTransformer",
+                                         "DETRPostProcess", "TrainReader.sample_transforms.1.RandomDistort.prob",
+                                         "TrainReader.sample_transforms.3.RandomCrop.prob"}}
+
+
 @pytest.mark.parametrize("name", [n for n in bundled_configs() if "/" not in n])
 def test_bundled_top_configs_are_clean(name: str):
-    assert validate(resolve(name)) == []
+    assert {p.path for p in validate(resolve(name))} == CHECKOUT_ONLY.get(name, set())
 
 
 def test_misspelled_keys_get_the_right_suggestion(tmp_path: Path):

@@ -217,14 +217,16 @@ def test_highest_score_is_drawn_last_so_on_top():
 
 
 @pytest.mark.parametrize("value, ok", [([3, 608, 608], True), ([3, -1, -1], True), (None, True), ([3, 224], False),
+                                       ([1, 3, 320, 320], True), ([-1, 3, -1, -1], True), ([0, 3, 320, 320], False),
+                                       ([1, 1, 3, 320, 320], False), ([1, 0, 320, 320], False),
                                        ([3, 0, 224], False), ("3,224,224", False), ([3.0, 224, 224], False), ([True, 1, 1], False)])
-def test_export_image_shape_is_c_h_w(value, ok):
+def test_export_image_shape_is_c_h_w_or_n_c_h_w(value, ok):
     from trainctl.runner.export import check_image_shape
 
     if ok:
         check_image_shape(value)
     else:
-        with pytest.raises(UserError, match=r"image_shape .* export needs \[C, H, W\]"):
+        with pytest.raises(UserError, match=r"image_shape .* export needs \[C, H, W\] or \[N, C, H, W\]"):
             check_image_shape(value)
 
 
@@ -311,3 +313,40 @@ def test_frame_line_is_one_json_object_without_the_file():
 
     line = json.loads(video.frame_line(3, [Detection("cam#3", 1, "stop", 0.5, [1.0, 2.0, 3.0, 4.0])]))
     assert line == {"frame": 3, "detections": [{"class_id": 1, "class": "stop", "score": 0.5, "box": [1.0, 2.0, 3.0, 4.0]}]}
+
+
+def test_new_ir_model_gets_the_new_executor_and_onednn_off_by_default(tmp_path):
+    """paddle 3.3.1, measured: a model.json needs enable_new_executor for enable_memory_optim, and its
+    oneDNN passes fail on the doubles paddle 3.3.1 saves; model.pdmodel keeps the old calls."""
+    from trainctl.runner import predictor_config as pc
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    new.mkdir(), old.mkdir()
+    (new / "model.json").write_text("{}")
+    (old / "model.pdmodel").write_bytes(b"")
+    auto = pc.PredictorOptions(device="cpu", threads=2, onednn=None)
+    new_calls = [c[0] for c in pc.predictor_calls(auto, str(new))]
+    old_calls = [c[0] for c in pc.predictor_calls(auto, str(old))]
+    assert new_calls[0] == "enable_new_executor" and "disable_onednn" in new_calls
+    assert "enable_new_executor" not in old_calls and "enable_onednn" in old_calls
+    asked = [c[0] for c in pc.predictor_calls(pc.PredictorOptions(device="cpu", threads=2, onednn=True), str(new))]
+    assert "enable_onednn" in asked
+
+
+def test_pad_and_letterbox_steps_as_deploy_defines_them():
+    """YOLOX's infer_cfg.yml: keep_ratio Resize then Pad to the square size with 114 grey."""
+    import numpy as np
+
+    from trainctl.runner.predict import Preprocessor
+
+    rgb = np.full((240, 320, 3), 200, dtype=np.uint8)
+    pre = Preprocessor([{"type": "Resize", "target_size": [128, 128], "keep_ratio": True, "interp": 1},
+                        {"type": "Pad", "size": [128, 128], "fill_value": [114.0, 114.0, 114.0]},
+                        {"type": "Permute"}])
+    feed = pre(rgb)
+    assert feed["image"].shape == (1, 3, 128, 128)
+    assert feed["image"][0, :, 0, 0].tolist() == [200.0] * 3 and feed["image"][0, :, 127, 0].tolist() == [114.0] * 3
+    assert np.allclose(feed["scale_factor"][0], [0.4, 0.4])
+    box = Preprocessor([{"type": "LetterBoxResize", "target_size": [128, 128]}, {"type": "Permute"}])(rgb)
+    assert box["image"].shape == (1, 3, 128, 128) and box["image"][0, 0, 0, 0] == 128.0  # 127.5 on uint8, as deploy pads
+    assert np.allclose(box["scale_factor"][0], [0.4, 0.4]) and box["im_shape"][0].tolist() == [96.0, 128.0]

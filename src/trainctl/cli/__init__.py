@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug in trainctl: still one line unless --debug
         if _debug_enabled():
             _print_traceback()
-        output.error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+        from trainctl.errors import exception_line
+
+        output.error(f"internal error: {exception_line(exc)} (rerun with --debug for the traceback)")
         sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)

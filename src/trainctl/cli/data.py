@@ -23,23 +23,27 @@ def data() -> None:
 
 
 @data.command("sample")
-@click.option("--out", "out_dir", default="dataset/roadsign_voc", show_default=True, type=click.Path(file_okay=False),
-              help="Directory to write the dataset into.")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Directory to write the dataset into [default: dataset/roadsign_voc, or dataset/coco with --format coco].")
+@click.option("--format", "fmt", type=click.Choice(["voc", "coco"]), default="voc", show_default=True,
+              help="voc: PaddleDetection's roadsign_voc layout; coco: its COCO layout (train2017/, val2017/, "
+                   "annotations/instances_{train,val}2017.json), read by its COCO configs with num_classes: 4.")
 @click.option("--images", default=40, show_default=True, type=click.IntRange(min=2), help="Number of images.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Random seed (same seed, same bytes).")
 @click.option("--sign-size", default=None, metavar="MIN,MAX",
               help="Smallest and largest sign side, as fractions of the image's shorter side (default 1/8 to 1/3).")
 @click.option("--max-signs", default=3, show_default=True, type=click.IntRange(min=1), help="Signs per image: 1 to N.")
-def sample(out_dir: str, images: int, seed: int, sign_size: str | None, max_signs: int) -> None:
-    """Write a small synthetic road-sign dataset in VOC layout (offline, no paddle).
+def sample(out_dir: str | None, fmt: str, images: int, seed: int, sign_size: str | None, max_signs: int) -> None:
+    """Write a small synthetic road-sign dataset in VOC or COCO layout (offline, no paddle).
 
     \b
     Examples:
       trainctl data sample                              # dataset/roadsign_voc, 40 images
       trainctl data sample --out /tmp/signs --images 12 --seed 3
       trainctl data sample --images 200 --sign-size 0.35,0.7 --max-signs 1   # the demo's set (scripts/demo.sh)
+      trainctl data sample --format coco                # dataset/coco, for PaddleDetection's COCO configs
     """
-    from trainctl.data.sample import write_sample_dataset
+    from trainctl.data.sample import write_coco_sample, write_sample_dataset
     from trainctl.errors import UserError
     from trainctl.fsutil import ensure_writable_dir
 
@@ -49,8 +53,10 @@ def sample(out_dir: str, images: int, seed: int, sign_size: str | None, max_sign
         raise UserError(f"--sign-size {sign_size!r} is not MIN,MAX", hint="e.g. --sign-size 0.35,0.7") from None
     if not 0 < low <= high <= 0.9:  # larger signs do not fit beside their pole
         raise UserError(f"--sign-size {sign_size}: need 0 < MIN <= MAX <= 0.9", hint="e.g. --sign-size 0.35,0.7")
+    out_dir = out_dir or ("dataset/coco" if fmt == "coco" else "dataset/roadsign_voc")
     ensure_writable_dir(out_dir, "--out")
-    summary = write_sample_dataset(out_dir, images=images, seed=seed, sign_size=(low, high), max_signs=max_signs)
+    write = write_coco_sample if fmt == "coco" else write_sample_dataset
+    summary = write(out_dir, images=images, seed=seed, sign_size=(low, high), max_signs=max_signs)
     output.echo(f"wrote {summary.images} images ({summary.train} train, {summary.valid} valid, "
                 f"{summary.objects} boxes) to {summary.out_dir}")
 

@@ -21,8 +21,9 @@ from trainctl.cli.train import PPDET_HELP
 @click.option("--save-images/--no-save-images", default=True,
               help="Write annotated copies of the images (default) or only detections.json.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for Paddle Inference (default: all usable CPUs).")
-@click.option("--onednn/--no-onednn", default=True,
-              help="oneDNN (MKLDNN) kernels for Paddle Inference on CPU (default on; --no-onednn if one misbehaves).")
+@click.option("--onednn/--no-onednn", default=None,
+              help="oneDNN (MKLDNN) kernels for Paddle Inference on CPU (default: on for model.pdmodel, off for "
+                   "model.json, where paddle 3.3's oneDNN passes fail; --no-onednn if one misbehaves).")
 @click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config value (with -c; `-o a=1 b=2` as in train).")
 @click.option("--ppdet", metavar="DIR", help="With -c: " + PPDET_HELP)

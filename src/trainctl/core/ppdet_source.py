@@ -434,3 +434,50 @@ def check_importable(src: PpdetSource) -> None:
         names = ", ".join(missing)
         raise UserError(f"{src.short()} (chosen by {src.rule}) cannot be imported: missing module"
                         f"{'s' if len(missing) > 1 else ''} {names}", hint=f"install with: {install_command(src, missing)}")
+
+
+# config sections that are not classes a ppdet registers (readers, datasets, plain settings)
+_NOT_CLASSES = ("Reader", "Dataset", "DataSet")
+
+
+def config_classes(data: dict) -> list[str]:
+    """The registered classes a resolved config asks ppdet to build: `architecture` and every
+    top-level section named like a class (PPYOLOEHead, HybridEncoder, ...), readers and datasets aside."""
+    names = []
+    arch = data.get("architecture")
+    if isinstance(arch, str):
+        names.append(arch)
+    for key, value in data.items():
+        if (isinstance(key, str) and key[:1].isupper() and isinstance(value, dict)
+                and not key.endswith(_NOT_CLASSES) and key.isidentifier()):
+            names.append(key)
+    return list(dict.fromkeys(names))
+
+
+def missing_classes(src: PpdetSource, names: list[str]) -> list[str]:
+    """Which of `names` no module of the chosen ppdet defines (`class NAME` in its sources; static, no import)."""
+    import re
+
+    if not src.package_dir or not os.path.isdir(src.package_dir):
+        return []
+    wanted = set(names)
+    found: set[str] = set()
+    pattern = re.compile(r"^class\s+([A-Za-z_][A-Za-z0-9_]*)", re.M)
+    for root, _dirs, files in os.walk(src.package_dir):
+        for name in files:
+            if name.endswith(".py"):
+                found.update(pattern.findall(_read(Path(root) / name)))
+        if wanted <= found:
+            return []
+    return [n for n in names if n not in found]
+
+
+def check_config_classes(src: PpdetSource, data: dict, config_name: str) -> None:
+    """A config whose model the chosen ppdet does not have (RT-DETR on paddledet 2.6.0): one line
+    before launch, naming what is missing and where to get it, instead of a KeyError in the worker."""
+    missing = missing_classes(src, config_classes(data))
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise UserError(f"{config_name} needs {shown}, which {src.short()} does not have",
+                        hint="use a PaddleDetection checkout that has it: --ppdet DIR (release-2.7.1 or develop; "
+                             "docs/models.md)")

@@ -1,4 +1,4 @@
-"""A synthetic road-sign dataset in PaddleDetection's VOC layout, made offline.
+"""A synthetic road-sign dataset in PaddleDetection's VOC layout (or COCO, `write_coco_sample`), made offline.
 
 The layout is that of PaddleDetection's roadsign_voc set:
 
@@ -237,6 +237,16 @@ def render_image(rng: random.Random, width: int, height: int, sign_size: tuple[f
     return canvas, objects
 
 
+def _scenes(images: int, seed: int, width: int, height: int, valid_every: int, sign_size: tuple[float, float],
+            max_signs: int):
+    """(name, canvas, objects, is_valid) for each image, in order: the one sequence both layouts write,
+    so the same seed gives the same pictures and boxes in VOC and in COCO."""
+    rng = random.Random(seed)
+    for i in range(images):
+        canvas, objects = render_image(rng, width, height, sign_size, max_signs)
+        yield f"road{i}", canvas, objects, i % valid_every == valid_every - 1
+
+
 def write_sample_dataset(
     out_dir: str | Path,
     images: int = 40,
@@ -257,19 +267,16 @@ def write_sample_dataset(
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
     train_lines: list[str] = []
     valid_lines: list[str] = []
     per_class = {c: 0 for c in CLASSES}
-    for i in range(images):
-        canvas, objects = render_image(rng, width, height, sign_size, max_signs)
-        name = f"road{i}"
+    for name, canvas, objects, is_valid in _scenes(images, seed, width, height, valid_every, sign_size, max_signs):
         (out / "images" / f"{name}.png").write_bytes(canvas.png())
         (out / "annotations" / f"{name}.xml").write_text(_annotation_xml(f"{name}.png", width, height, objects))
         for cls, _ in objects:
             per_class[cls] += 1
         line = f"images/{name}.png annotations/{name}.xml"
-        (valid_lines if i % valid_every == valid_every - 1 else train_lines).append(line)
+        (valid_lines if is_valid else train_lines).append(line)
     atomic_write_text(out / "label_list.txt", "\n".join(CLASSES) + "\n")
     atomic_write_text(out / "valid.txt", "\n".join(valid_lines) + "\n")
     atomic_write_text(out / "train.txt", "\n".join(train_lines) + "\n")
@@ -278,6 +285,80 @@ def write_sample_dataset(
         images=images,
         train=len(train_lines),
         valid=len(valid_lines),
+        objects=sum(per_class.values()),
+        objects_per_class=per_class,
+    )
+
+
+# PaddleDetection's COCO configs (configs/datasets/coco_detection.yml, coco_instance.yml) read
+# dataset/coco/{train2017,val2017} and annotations/instances_{train,val}2017.json
+COCO_TRAIN = ("train2017", "annotations/instances_train2017.json")
+COCO_VALID = ("val2017", "annotations/instances_val2017.json")
+
+
+def coco_document(records: list[tuple[str, list[tuple[str, tuple[int, int, int, int]]]]], width: int, height: int) -> dict:
+    """A COCO instances document for (file name, objects) records: category ids 1..4 in CLASSES order,
+    bbox [x, y, w, h] with w = x2 - x1 (ppdet's COCODataSet adds it back), and each box also as a
+    one-polygon segmentation (the sign's bounding rectangle) so instance-segmentation configs
+    (Mask R-CNN) read the same file."""
+    doc: dict = {"images": [], "annotations": [],
+                 "categories": [{"id": k + 1, "name": c, "supercategory": "sign"} for k, c in enumerate(CLASSES)]}
+    ann_id = 0
+    for image_id, (file_name, objects) in enumerate(records, start=1):
+        doc["images"].append({"id": image_id, "file_name": file_name, "width": width, "height": height})
+        for cls, (x1, y1, x2, y2) in objects:
+            ann_id += 1
+            w, h = x2 - x1, y2 - y1
+            doc["annotations"].append({
+                "id": ann_id, "image_id": image_id, "category_id": CLASSES.index(cls) + 1,
+                "bbox": [x1, y1, w, h], "area": w * h, "iscrowd": 0,
+                "segmentation": [[x1, y1, x2, y1, x2, y2, x1, y2]],
+            })
+    return doc
+
+
+def write_coco_sample(
+    out_dir: str | Path,
+    images: int = 40,
+    seed: int = 0,
+    width: int = 320,
+    height: int = 240,
+    valid_every: int = 5,
+    sign_size: tuple[float, float] = (1 / 8, 1 / 3),
+    max_signs: int = 3,
+    train: tuple[str, str] = COCO_TRAIN,
+    valid: tuple[str, str] = COCO_VALID,
+) -> SampleSummary:
+    """The same images and boxes as write_sample_dataset, in COCO layout: train images in
+    out_dir/train[0] listed by out_dir/train[1] (JSON), valid images in valid[0] listed by valid[1].
+    The defaults are PaddleDetection's COCO paths, so its COCO configs read it with only
+    num_classes changed (4). When train and valid name the same JSON, it lists every image.
+    The JSON files are written last and atomically."""
+    import json
+
+    if images < 2:
+        raise ValueError("the sample needs at least 2 images (one for train, one for valid)")
+    out = Path(out_dir)
+    same = tuple(train) == tuple(valid)
+    sets: dict[tuple[str, str], list] = {tuple(train): [], tuple(valid): []}
+    per_class = {c: 0 for c in CLASSES}
+    counts = {"train": 0, "valid": 0}
+    for name, canvas, objects, is_valid in _scenes(images, seed, width, height, valid_every, sign_size, max_signs):
+        image_dir, _ = valid if is_valid else train
+        (out / image_dir).mkdir(parents=True, exist_ok=True)
+        (out / image_dir / f"{name}.png").write_bytes(canvas.png())
+        sets[tuple(valid) if is_valid else tuple(train)].append((f"{name}.png", objects))
+        counts["valid" if is_valid else "train"] += 1
+        for cls, _ in objects:
+            per_class[cls] += 1
+    for (image_dir, anno), records in sets.items():
+        (out / anno).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / anno, json.dumps(coco_document(records, width, height)) + "\n")
+    return SampleSummary(
+        out_dir=str(out),
+        images=images,
+        train=counts["train"] + (counts["valid"] if same else 0),
+        valid=counts["valid"] + (counts["train"] if same else 0),
         objects=sum(per_class.values()),
         objects_per_class=per_class,
     )

@@ -51,8 +51,8 @@ MEASURED_PAIRS: tuple[MeasuredPair, ...] = (
         paddle="3",
         paddledet="2.6",
         verdict="shims",
-        note="paddle 3.3.1 + paddledet 2.6.0 train, eval and infer; export needs trainctl's shim "
-        "(to_static full_graph=True and FLAGS_enable_pir_api=0)",
+        note="paddle 3.3.1 + paddledet 2.6.0 train, eval, export (new IR) and infer with trainctl's shims "
+        "(runner/compat.py; per family: docs/models.md)",
     ),
 )
 

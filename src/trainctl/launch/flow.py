@@ -77,6 +77,9 @@ def prepare(task: str, topts: TaskOptions, lopts: LaunchOptions, ctx: PlanContex
             rc.set("pretrain_weights", "", source="--no-pretrained")
 
     check_ppdet(plan, dry)  # first: nothing else (a download, a data check) before we know ppdet imports
+    from trainctl.core import ppdet_source
+
+    _check(dry, plan, ppdet_source.check_config_classes, plan.ppdet, rc.data, os.path.basename(str(rc.name)))
     _checks(task, rc, topts, plan, dry)
     return rc, plan
 
@@ -106,6 +109,38 @@ def _check(dry: bool, plan: Plan, func, *args):
         return None
 
 
+def _write_sample_data(rc, tasks: tuple[str, ...], plan: Plan, dry: bool) -> None:
+    """--sample-data: the sample set where the config expects a dataset that is not there, in the
+    config's layout. A COCO config's train and eval sets usually share one dataset_dir (dataset/coco):
+    one COCO sample is written there with both sets' image dirs and JSON files."""
+    from trainctl.data import check
+
+    written: set[str] = set()
+    for name in tasks:
+        spec = check.dataset_spec(rc, name)
+        if not spec or not spec.dataset_dir or os.path.isdir(spec.dataset_dir) or spec.dataset_dir in written:
+            continue
+        written.add(spec.dataset_dir)
+        kind = "COCO" if spec.kind == "COCO" else "VOC"
+        if dry:
+            plan.warnings.append(f"--sample-data: would write the {kind} sample dataset to {spec.dataset_dir}")
+            continue
+        output.info(f"writing the {kind} sample dataset to {spec.dataset_dir} (--sample-data)")
+        if kind == "VOC":
+            from trainctl.data.sample import write_sample_dataset
+
+            write_sample_dataset(spec.dataset_dir)
+            continue
+        from trainctl.data.sample import COCO_TRAIN, COCO_VALID, write_coco_sample
+
+        layout = {"train": COCO_TRAIN, "eval": COCO_VALID}
+        for other in ("train", "eval"):  # the sets of this directory, whichever task reads them
+            o = check.dataset_spec(rc, other)
+            if o and o.kind == "COCO" and o.dataset_dir == spec.dataset_dir and o.anno_path:
+                layout[other] = (o.image_dir, o.anno_path)
+        write_coco_sample(spec.dataset_dir, train=layout["train"], valid=layout["eval"])
+
+
 def _checks(task: str, rc, topts: TaskOptions, plan: Plan, dry: bool) -> None:
     from trainctl import weights as weightmod
     from trainctl.data import check
@@ -115,16 +150,7 @@ def _checks(task: str, rc, topts: TaskOptions, plan: Plan, dry: bool) -> None:
     else:
         tasks = ("train", "eval") if topts.eval_during_train else ("train",)
     if topts.sample_data:
-        for name in tasks:
-            spec = check.dataset_spec(rc, name)
-            if spec and spec.dataset_dir and not os.path.isdir(spec.dataset_dir):
-                if dry:
-                    plan.warnings.append(f"--sample-data: would write the sample dataset to {spec.dataset_dir}")
-                else:
-                    from trainctl.data.sample import write_sample_dataset
-
-                    output.info(f"writing the sample dataset to {spec.dataset_dir} (--sample-data)")
-                    write_sample_dataset(spec.dataset_dir)
+        _write_sample_data(rc, tasks, plan, dry)
     if not topts.no_data_check:
         # a real launch also parses annotations and image headers (what would crash or hang the workers)
         _check(dry, plan, check.quick_check if dry else check.launch_check, rc, tasks)

@@ -118,6 +118,8 @@ def _mkldnn(model) -> tuple[bool | None, str]:
         return True, "predictor config: enabled by trainctl (default; --no-onednn turns it off)"
     if model.onednn_requested:
         return False, "predictor config: off although requested (this paddle build has no oneDNN)"
+    if getattr(model, "options", None) is not None and model.options.onednn is None:
+        return False, "predictor config: off (the default for a model.json; --onednn turns it on)"
     return False, "predictor config: disabled by --no-onednn"
 
 

@@ -9,26 +9,110 @@ from __future__ import annotations
 import contextlib
 import os
 
-# paddle 3.0-3.3 (measured with 3.3.1) + paddledet 2.6.0: ppdet's export builds
-# its NMS with the old static-graph `append_op`, which fails under paddle 3's new
-# IR (PIR) with a TypeError in multiclass_nms. The flag selects the old IR. Paddle
-# reads FLAGS_* environment variables when it is imported, so the flag must be in
-# os.environ before `import paddle`; setting it later has no effect.
-EXPORT_ENV = {"FLAGS_enable_pir_api": "0"}
-
-
-# paddle 3.3.1's old-IR executor logs "New Executor is Running." at glog INFO level
+# paddle 3.3.1's executor logs "New Executor is Running." at glog INFO level
 # (program_interpreter.cc) once per export; glog reads GLOG_minloglevel when paddle
 # initialises it on import. 1 = warnings and errors only. A user's own value wins.
 EXPORT_QUIET_ENV = {"GLOG_minloglevel": "1"}
 
 
 def export_env() -> dict[str, str]:
-    """Put the export flags into os.environ; returns them. Call before importing paddle."""
-    os.environ.update(EXPORT_ENV)
+    """Quiet paddle's glog for an export; call before importing paddle. Returns what it set.
+
+    No IR switch: the export runs in the IR paddle defaults to (paddle 3: the new IR, PIR,
+    model.json), as the loaded ppdet's own tools/export_model.py does. The old-IR switch
+    (`FLAGS_enable_pir_api=0`) that trainctl used to set for every export breaks every family but
+    YOLOv3 under paddle 3.3.1 ("sigmoid(): argument (position 1) must be Value, but got Variable");
+    paddledet 2.6.0's YOLOv3 needed it only for its NMS, which `pir_static_ops` now builds in PIR."""
     for key, value in EXPORT_QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    return dict(EXPORT_ENV)
+    return dict(EXPORT_QUIET_ENV)
+
+
+# The one export measured to need paddle 3's old IR (FLAGS_enable_pir_api=0, model.pdmodel): YOLOv3
+# with its YOLOv3FPN neck (leaky_relu), on every tree. paddle 3.3.1 saves leaky_relu's negative_slope
+# as a double in model.json, and Paddle Inference with oneDNN (trainctl's CPU default for the old
+# IR) then segfaults building FusedConv2dOp (measured 2026-12-02 on paddledet 2.6.0's and develop's
+# YOLOv3); its old-IR model runs with oneDNN, as before. Every other family exports in the new IR:
+# under the old IR they fail ("sigmoid(): argument (position 1) must be Value, but got Variable").
+OLD_IR_ENV = {"FLAGS_enable_pir_api": "0"}
+
+
+def old_ir_reason(cfg: dict) -> str | None:
+    """Why this config exports in the old IR, or None (the new IR). Pure: reads the resolved config."""
+    arch = cfg.get("architecture")
+    section = cfg.get(arch) if isinstance(arch, str) else None
+    if arch == "YOLOv3" and isinstance(section, dict) and section.get("neck") == "YOLOv3FPN":
+        return ("YOLOv3 (YOLOv3FPN, leaky_relu): paddle 3.3.1's new-IR model segfaults in Paddle Inference with "
+                "oneDNN; exported in the old IR (model.pdmodel)")
+    return None
+
+
+def pir_active() -> bool:
+    """Whether this process's paddle runs the new IR (call after importing paddle)."""
+    import paddle
+
+    return bool(paddle.framework.use_pir_api())
+
+
+def pir_static_ops() -> list[str]:
+    """paddle 3.x (new IR on, measured with 3.3.1) + a ppdet whose `ops.multiclass_nms` / `ops.matrix_nms`
+    build their static op with the old `LayerHelper.append_op` (paddledet 2.6.0): under PIR that
+    fails in to_static with a TypeError, so no model with MultiClassNMS (YOLOv3, PP-YOLOE+, YOLOX, GFL,
+    RetinaNet, FCOS, ...) or MatrixNMS (PP-YOLO) exports. Keyed on the loaded function itself: one
+    without a PIR branch (develop added `in_dynamic_or_pir_mode`) gets one that calls paddle's own
+    PIR op (`_C_ops.multiclass_nms3`; for matrix_nms, prior_box (SSD), generate_proposals and
+    distribute_fpn_proposals (R-CNNs) and box_coder the same-named `paddle.vision.ops` function, whose
+    parameters are the same); dynamic mode and the old IR still run ppdet's code. Returns the names patched (none on develop / release-2.7.1)."""
+    import inspect
+
+    import paddle
+    from paddle.framework import in_pir_mode
+    from ppdet.modeling import ops
+
+    patched: list[str] = []
+    if getattr(ops, "_trainctl_pir_ops", False):
+        return patched
+
+    def has_pir_branch(func) -> bool:
+        try:
+            return "pir" in inspect.getsource(func)
+        except (OSError, TypeError):
+            return True  # cannot tell: leave it alone
+
+    if not has_pir_branch(ops.multiclass_nms):
+        original_mc = ops.multiclass_nms
+
+        def multiclass_nms(bboxes, scores, score_threshold, nms_top_k, keep_top_k, nms_threshold=0.3,
+                           normalized=True, nms_eta=1.0, background_label=-1, return_index=False,
+                           return_rois_num=True, rois_num=None, name=None):
+            if not in_pir_mode():
+                return original_mc(bboxes, scores, score_threshold, nms_top_k, keep_top_k, nms_threshold, normalized,
+                                   nms_eta, background_label, return_index, return_rois_num, rois_num, name)
+            out, index, nms_rois_num = paddle._C_ops.multiclass_nms3(
+                bboxes, scores, rois_num, score_threshold, nms_top_k, keep_top_k, nms_threshold, normalized, nms_eta,
+                background_label)
+            return out, nms_rois_num if return_rois_num else None, index if return_index else None
+
+        ops.multiclass_nms = multiclass_nms
+        patched.append("ops.multiclass_nms")
+    # the same static ops that paddle.vision.ops has with the same parameters and a PIR branch:
+    # MatrixNMS (PP-YOLO), prior_box (SSD, SSDLite), the R-CNN proposal ops, box_coder
+    import functools
+
+    for name in ("matrix_nms", "prior_box", "generate_proposals", "distribute_fpn_proposals", "box_coder"):
+        ours, theirs = getattr(ops, name, None), getattr(paddle.vision.ops, name, None)
+        if ours is None or theirs is None or has_pir_branch(ours):
+            continue
+        if list(inspect.signature(ours).parameters)[3:] != list(inspect.signature(theirs).parameters)[3:]:
+            continue  # not the same call: leave it
+
+        def pir_or_ppdet(*args, _ours=ours, _theirs=theirs, **kwargs):
+            return (_theirs if in_pir_mode() else _ours)(*args, **kwargs)
+
+        setattr(ops, name, functools.wraps(ours)(pir_or_ppdet))
+        patched.append(f"ops.{name}")
+    ops._trainctl_pir_ops = True
+    return patched
 
 
 def paddle_imported() -> bool:
@@ -300,3 +384,196 @@ def replace_callbacks(trainer, callbacks: list) -> None:
 def trainer_metrics(trainer) -> list:
     """The trainer's metric objects (`Trainer._metrics`)."""
     return trainer._metrics
+
+
+# ------------------------------------------------ paddledet 2.6.0 training under paddle 3 ----
+#
+# paddle 3 (measured with 3.3.1) no longer promotes mixed dtypes implicitly in eager binary ops
+# between integer widths, bool and float, or int and float; paddle 2.x did. paddledet 2.6.0 relies
+# on it in a few places (the newer trees cast explicitly). Each patch below wraps one ppdet
+# function, is applied only when that function's source still holds the measured expression, and
+# during the call lets the binary ops of paddle.Tensor promote as paddle 2.x did: int32 with int64
+# -> int64, bool or int with float -> the float. Outside those calls nothing changes.
+
+_PROMOTING = [0]  # nesting depth of promoting calls (a training step runs in one thread)
+
+
+def _promoted(a, b):
+    import paddle
+
+    ints = (paddle.int32, paddle.int64, paddle.int16, paddle.int8, paddle.uint8)
+    floats = (paddle.float32, paddle.float64, paddle.float16, paddle.bfloat16)
+    if a == b:
+        return None
+    if a in ints and b in ints:
+        return paddle.int64
+    if a in floats and (b in ints or b == paddle.bool):
+        return a
+    if b in floats and (a in ints or a == paddle.bool):
+        return b
+    return None
+
+
+def _install_promoting_ops() -> None:
+    import paddle
+
+    tensor = paddle.Tensor
+    if getattr(tensor, "_trainctl_promoting", False):
+        return
+    for name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__lt__", "__le__", "__gt__",
+                 "__ge__"):
+        original = getattr(tensor, name)
+
+        def op(self, other, _original=original):
+            if _PROMOTING[0] and isinstance(other, paddle.Tensor):
+                target = _promoted(self.dtype, other.dtype)
+                if target is not None:
+                    self = self if self.dtype == target else self.astype(target)
+                    other = other if other.dtype == target else other.astype(target)
+            return _original(self, other)
+
+        setattr(tensor, name, op)
+    original_tile = tensor.tile
+
+    def tile(self, *args, **kwargs):  # bool tile: measured in ATSSAssigner when a box matches several gts
+        if _PROMOTING[0] and self.dtype == paddle.bool:
+            return original_tile(self.astype("int32"), *args, **kwargs).astype("bool")
+        return original_tile(self, *args, **kwargs)
+
+    tensor.tile = tile
+    tensor._trainctl_promoting = True
+
+
+def _promoting(func):
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        _PROMOTING[0] += 1
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _PROMOTING[0] -= 1
+
+    wrapper._trainctl_shim = True
+    return wrapper
+
+
+def _source_has(func, text: str) -> bool:
+    import inspect
+
+    try:
+        return text in inspect.getsource(func)
+    except (OSError, TypeError):
+        return False
+
+
+def _stacking_scalars(func):
+    """rpn_head._gen_proposal (paddledet 2.6.0) concatenates `paddle.shape(x)[0]`, a 0-D tensor under
+    paddle 3, which concat rejects ("The axis is expected to be in range of [0, 0)"); during the call the
+    0-D tensors of a concat become 1-element 1-D ones, the shape paddle 2.x gave them."""
+    import functools
+
+    import paddle
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        original = paddle.concat
+
+        def concat(x, axis=0, name=None):
+            if isinstance(x, (list, tuple)) and any(getattr(t, "ndim", 1) == 0 for t in x):
+                x = [t.reshape([1]) if getattr(t, "ndim", 1) == 0 else t for t in x]
+            return original(x, axis=axis, name=name)
+
+        paddle.concat = concat
+        try:
+            return func(*args, **kwargs)
+        finally:
+            paddle.concat = original
+
+    wrapper._trainctl_shim = True
+    return wrapper
+
+
+def ppdet26_training_shims() -> list[str]:
+    """Apply the measured paddledet 2.6.0 / paddle 3 training fixes to the loaded ppdet; returns what
+    was patched (nothing for release-2.7.1 or develop, whose code no longer holds the expressions)."""
+    import importlib
+
+    target = "ppdet.modeling.proposal_generator.target"
+    cases = [
+        # (module, attribute path, expression measured to fail, wrapper, one-line reason)
+        (target, "generate_proposal_target", "paddle.shape(sampled_inds)[0])", _stacking_scalars,
+         "concat of 0-D counts (Faster/Mask R-CNN)"),
+        (target, "generate_mask_target", "paddle.shape(fg_rois)[0])", _stacking_scalars, "concat of 0-D counts (Mask R-CNN)"),
+        (target, "libra_generate_proposal_target", "paddle.shape(sampled_inds)[0])", _stacking_scalars,
+         "concat of 0-D counts (Libra R-CNN)"),
+        ("ppdet.modeling.assigners.atss_assigner", "ATSSAssigner.forward", "assigned_gt_index + batch_ind * num_max_boxes",
+         _promoting, "int64 + int32 (PP-YOLOE+, PicoDet)"),
+        ("ppdet.modeling.assigners.task_aligned_assigner", "TaskAlignedAssigner.forward",
+         "assigned_gt_index + batch_ind * num_max_boxes", _promoting, "int64 + int32 (PP-YOLOE+, PicoDet, TOOD)"),
+        ("ppdet.modeling.assigners.task_aligned_assigner_cr", "TaskAlignedAssigner_CR.forward",
+         "assigned_gt_index + batch_ind * num_max_boxes", _promoting, "int64 + int32"),
+        ("ppdet.modeling.losses.ssd_loss", "SSDLoss._mine_hard_example", "(idx_rank < num_negs)", _promoting,
+         "int64 < float32 (SSD, SSDLite)"),
+        ("ppdet.modeling.losses.gfocal_loss", "quality_focal_loss", "loss * paddle.logical_not(pos_mask)", _promoting,
+         "float32 * bool (GFL)"),
+        ("ppdet.modeling.heads.tood_head", "TOODHead._reg_grid_sample", "b, _, h, w = get_static_shape(feat)",
+         _stacking_scalars, "concat of 0-D sizes (TOOD)"),
+        ("ppdet.modeling.post_process", "BBoxPostProcess.get_pred", "bbox_num_i = bbox_num[i]\n", _stacking_scalars,
+         "concat of 0-D and 1-D counts (R-CNN eval and export)"),
+        ("ppdet.modeling.proposal_generator.rpn_head", "RPNHead._gen_proposal", "paddle.shape(topk_rois)[0])",
+         _stacking_scalars, "concat of 0-D counts (Faster/Mask R-CNN, Cascade R-CNN)"),
+    ]
+    patched: list[str] = []
+    for module_name, path, expression, wrap, reason in cases:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        owner_name, _, attr = path.rpartition(".")
+        owner = getattr(module, owner_name) if owner_name else module
+        func = getattr(owner, attr, None)
+        if func is None or getattr(func, "_trainctl_shim", False) or not _source_has(func, expression):
+            continue
+        if wrap is _promoting:
+            _install_promoting_ops()
+        wrapped = wrap(func)
+        setattr(owner, attr, wrapped)
+        if module_name == target:  # target_layer imported these by name
+            layer = importlib.import_module("ppdet.modeling.proposal_generator.target_layer")
+            if getattr(layer, attr, None) is func:
+                setattr(layer, attr, wrapped)
+        patched.append(f"{module_name.rsplit('.', 1)[-1]}.{path}: {reason}")
+    return patched
+
+
+# (architectures, file under ppdet/, expression measured to fail, family, one-line reason)
+EXPORT_REFUSALS = (
+    (("FasterRCNN", "MaskRCNN", "CascadeRCNN"), "modeling/proposal_generator/rpn_head.py",
+     "bs_rois_num_collect.append(paddle.shape(topk_rois)[0])", "R-CNN (Faster/Mask/Cascade)",
+     "its RPN head counts proposals in 0-D tensors that paddle 3's new IR then rejects in RCNNBox (\"The axis "
+     "value should be less than the rank of input\")"),
+)
+
+
+def check_export_supported(package_dir: str | None, architecture: str | None, ppdet_name: str) -> None:
+    """Before an export starts (static, no import): a family whose export was measured to fail on the
+    chosen ppdet under paddle 3.3.1 and that a newer tree exports (docs/models.md) is refused in one
+    line naming the source that works. Keyed on the ppdet's own source text, so a ppdet without the
+    failing expression (release-2.7.1, develop) is never refused."""
+    from trainctl.errors import UserError
+
+    if not package_dir or not architecture:
+        return
+    for archs, rel, expression, family, reason in EXPORT_REFUSALS:
+        if architecture not in archs:
+            continue
+        try:
+            text = open(os.path.join(package_dir, rel), encoding="utf-8").read()
+        except OSError:
+            continue
+        if expression in text:
+            raise UserError(f"{family} does not export on {ppdet_name} with paddle 3: {reason}",
+                            hint="train and evaluate there, export with a PaddleDetection checkout: "
+                                 "trainctl export --ppdet DIR (develop; docs/models.md)")

@@ -127,7 +127,9 @@ class ExportedModel:
         self.pads_safely = self.infer_cfg.get("arch") not in GRID_RELATIVE_ARCHS
         from paddle import inference
 
-        config = inference.Config(os.path.join(model_dir, "model.pdmodel"), os.path.join(model_dir, "model.pdiparams"))
+        from trainctl.core.model_files import graph_file
+
+        config = inference.Config(graph_file(model_dir), os.path.join(model_dir, "model.pdiparams"))
         apply_calls(config, predictor_calls(options, model_dir), inference.PrecisionType)
         self.config = config
         self.predictor = inference.create_predictor(config)
@@ -162,7 +164,9 @@ class ExportedModel:
         try:
             self.predictor.run()
         except Exception as exc:  # paddle raises ValueError/RuntimeError with a C++ trace
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            from trainctl.errors import exception_line
+
+            first = exception_line(exc).split(": ", 1)[-1]  # paddle's meaningful line (the last of "In user code: ...")
             raise RuntimeFailure(
                 f"Paddle Inference failed on input {list(inputs['image'].shape)}: {first}",
                 hint="check the Preprocess steps in infer_cfg.yml (e.g. PadStride for keep_ratio Resize); "

@@ -20,7 +20,17 @@ The calls follow PaddleDetection's deploy/python/infer.py (load_predictor):
   dir>/shape_range_info.pbtxt) (a first run that records every tensor's
   min/max/opt shape), later runs enable_tuned_tensorrt_dynamic_shape(that
   file, True) when it exists;
-- always: disable_glog_info, enable_memory_optim, switch_use_feed_fetch_ops(False).
+- always: disable_glog_info, enable_memory_optim, switch_use_feed_fetch_ops(False);
+- a new-IR model (model.json, paddle 3): enable_new_executor(True) first. Measured with paddle
+  3.3.1 CPU on PP-YOLOE+ and YOLOv3 model.json files: enable_memory_optim without it fails in
+  create_predictor ("Not find predictor_id 0 and pass_name memory_optimize_pass"); with it the
+  predictor builds and runs. Old-IR models (model.pdmodel) keep the calls above unchanged.
+  oneDNN: on by default for model.pdmodel, off by default for model.json (`onednn_default`): paddle
+  3.3.1 saves some float attributes as doubles in model.json, and its oneDNN passes then fail on
+  them (PP-YOLOE+: "ConvertPirAttribute2RuntimeAttribute not support
+  [pir::ArrayAttribute<pir::DoubleAttribute>]", nearest_interp's scale; YOLOv3: a segfault building
+  FusedConv2dOp from leaky_relu's double negative_slope). PaddleDetection's deploy/python/infer.py
+  leaves oneDNN off by default too. `--onednn` asks for it anyway.
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ class PredictorOptions:
     device: str = "cpu"  # cpu | gpu | gpu:N | xpu | xpu:N | npu | npu:N
     run_mode: str = "paddle"
     threads: int = 1
-    onednn: bool = True
+    onednn: bool | None = True  # None: the default for the model's format (onednn_default)
     batch_size: int = 1
     min_subgraph_size: int = 3
     trt_calib: bool = True  # trt_int8: calibrate (use_calib_mode); off for an already quantized model
@@ -113,10 +123,21 @@ def shape_file(model_dir: str) -> str:
     return os.path.join(model_dir, SHAPE_FILE)
 
 
+def onednn_default(model_dir: str) -> bool:
+    """oneDNN when the user did not say: on for an old-IR model, off for a new-IR one (see above)."""
+    from trainctl.core.model_files import graph_file
+
+    return not (graph_file(model_dir) or "").endswith(".json")
+
+
 def predictor_calls(options: PredictorOptions, model_dir: str, shape_file_exists: bool | None = None) -> list[tuple[str, tuple, dict]]:
     """The Config method calls for these options, in order: [(name, args, kwargs), ...]."""
+    from trainctl.core.model_files import graph_file
+
     kind, index = parse_device(options.device)
     calls: list[tuple[str, tuple, dict]] = []
+    if (graph_file(model_dir) or "").endswith(".json"):
+        calls.append(("enable_new_executor", (True,), {}))
     if kind == "gpu":
         calls += [("enable_use_gpu", (GPU_MEMORY_MB, index), {}), ("switch_ir_optim", (True,), {})]
     elif kind == "xpu":
@@ -125,7 +146,8 @@ def predictor_calls(options: PredictorOptions, model_dir: str, shape_file_exists
         calls += [("enable_custom_device", ("npu", index), {})]
     else:
         calls += [("disable_gpu", (), {}), ("set_cpu_math_library_num_threads", (max(1, options.threads),), {})]
-        calls += [("enable_onednn", (), {})] if options.onednn else [("disable_onednn", (), {})]
+        onednn = onednn_default(model_dir) if options.onednn is None else options.onednn
+        calls += [("enable_onednn", (), {})] if onednn else [("disable_onednn", (), {})]
     if options.run_mode in TRT_PRECISION:
         batch = max(1, options.batch_size)
         calls.append(("enable_tensorrt_engine", (), {

@@ -87,9 +87,10 @@ def split_rows(rows, counts, n_images: int) -> list:
 def load_infer_cfg(model_dir: str) -> dict:
     import yaml
 
-    for name in ("model.pdmodel", "model.pdiparams", "infer_cfg.yml"):
-        if not os.path.isfile(os.path.join(model_dir, name)):
-            raise UserError(f"{model_dir} is not an exported model (no {name})", hint="make one with `trainctl export -c CFG --weights W --output DIR`")
+    from trainctl.core.model_files import missing_files
+
+    for name in missing_files(model_dir)[:1]:  # model.json (paddle 3) or model.pdmodel, model.pdiparams, infer_cfg.yml
+        raise UserError(f"{model_dir} is not an exported model (no {name})", hint="make one with `trainctl export -c CFG --weights W --output DIR`")
     with open(os.path.join(model_dir, "infer_cfg.yml")) as f:
         return yaml.safe_load(f)
 
@@ -97,7 +98,7 @@ def load_infer_cfg(model_dir: str) -> dict:
 class Preprocessor:
     """The Preprocess list of infer_cfg.yml: image (RGB HWC uint8) -> model inputs."""
 
-    SUPPORTED = ("Resize", "NormalizeImage", "Permute", "PadStride")
+    SUPPORTED = ("Resize", "NormalizeImage", "Permute", "PadStride", "Pad", "LetterBoxResize")  # the last: preprocess_ops
 
     def __init__(self, ops: list[dict]):
         for op in ops:
@@ -137,6 +138,10 @@ class Preprocessor:
                     im /= np.array(op["std"])[None, None, :]
             elif kind == "Permute":
                 im = im.transpose((2, 0, 1))
+            elif kind in ("Pad", "LetterBoxResize"):
+                from trainctl.runner import preprocess_ops
+
+                im, im_shape, scale = preprocess_ops.OPS[kind](op, im, im_shape, scale)
             elif kind == "PadStride":
                 stride = int(op.get("stride", 0))
                 if stride > 0:

@@ -62,6 +62,9 @@ def run(job: Job) -> dict:
     from trainctl.runner import compat
 
     compat.guard_data_loading()
+    shims = compat.ppdet26_training_shims()
+    if shims:
+        _log(f"compat: {len(shims)} paddledet 2.6 functions patched for paddle 3 (" + "; ".join(shims) + ")")
     place = session.setup_device(cfg, job.device, world_size)
     if world_size > 1:
         paddle.distributed.init_parallel_env()
@@ -290,7 +293,15 @@ def main(argv: list[str] | None = None) -> int:
             output.error(data_error.one_line())
             return data_error.exit_code
         traceback.print_exc()
-        output.error(f"worker failed: {type(exc).__name__}: {exc}")
+        from trainctl.errors import exception_line
+
+        from trainctl.runner import compat
+
+        reader = compat.loader_error() if "ppdet" in sys.modules and "Blocking queue is killed" in str(exc) else None
+        if reader is not None:  # paddle only says the reader raised: name what it raised
+            output.error(f"worker failed: the data reader raised {exception_line(reader)}")
+            return 1
+        output.error(f"worker failed: {exception_line(exc)}")
         return 1
     _log(final_line(summary))
     return 0

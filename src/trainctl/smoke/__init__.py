@@ -9,6 +9,7 @@ environment and performance block are put together from their reports (trainctl.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from trainctl import output
@@ -18,7 +19,7 @@ from trainctl.smoke import report as reportmod
 from trainctl.smoke.stages import Flags, Layout, SmokeOptions, Stage, eval_images, fail, link_images, plan_stages, run_stage
 
 __all__ = ["Flags", "SmokeOptions", "run"]
-EXPORTED = ("model.pdmodel", "model.pdiparams", "infer_cfg.yml")
+EXPORTED = ("model.pdiparams", "infer_cfg.yml")  # beside model.json (paddle 3's new IR) or model.pdmodel
 LITE_FILE = "lite_train.json"  # trainctl.runner.lite.LITE_FILE (that module imports ppdet)
 EVAL_FILE = "eval.json"  # trainctl.runner.worker.EVAL_FILE
 
@@ -86,10 +87,13 @@ def _collect(stage: Stage, layout: Layout, got: _Collected) -> None:
                             for k, v in (data.get("results") or {}).items())
         stage.detail = f"{data.get('metric')} mAP {metrics} on {data.get('images')} images (lite training: any value passes)"
     elif stage.name == "export":
-        missing = [name for name in EXPORTED if not (layout.export / name).is_file()]
+        from trainctl.core.model_files import graph_file, missing_files
+
+        missing = missing_files(str(layout.export))
         if missing:
             return fail(stage, f"exit 0 but {', '.join(missing)} missing in {layout.export}")
-        stage.detail = f"{', '.join(EXPORTED)} in {layout.export}"
+        graph = os.path.basename(graph_file(str(layout.export)) or "")
+        stage.detail = f"{', '.join((graph, *EXPORTED))} in {layout.export}"
     elif stage.name.startswith("infer"):
         data = _read_json(stage.report)
         if not data or "time_ms" not in data:
