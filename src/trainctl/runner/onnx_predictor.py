@@ -136,3 +136,26 @@ def paddle_model(model_dir: str, threads: int | None = None, onednn: bool = True
         # not support [pir::ArrayAttribute<pir::DoubleAttribute>]", the f64 arrays of onnx_policy's docstring)
         return JsonPaddleModel(model_dir, threads=threads, onednn=False)
     raise UserError(f"{model_dir} is not an exported model (no model.pdmodel or model.json)")
+
+
+def check_engine_inputs(engine: str, model_dir: str | None, device: str | None, run_mode: str) -> None:
+    """`trainctl infer --engine`, before paddle: onnxruntime needs --model-dir with model.onnx, on the CPU."""
+    onnx_policy.check_engine(engine)
+    if engine != "onnxruntime":
+        return
+    if not model_dir:
+        raise UserError("--engine onnxruntime works on an exported model (--model-dir)",
+                        hint="export with `trainctl export ... --format onnx`")
+    require_onnx(model_dir)
+    if device and device.lower() != "cpu":
+        raise UserError(f"--engine onnxruntime runs on the CPU here (got --device {device})", hint="use --engine paddle for other devices")
+    if run_mode != "paddle":
+        raise UserError(f"--run-mode {run_mode} is for --engine paddle (TensorRT inside Paddle Inference)")
+    onnx_policy.require_packages(("onnxruntime",), "--engine onnxruntime")
+
+
+def exported_model(model_dir: str, engine: str, threads: int, make_paddle):
+    """The predictor for `--engine`: OnnxModel, or what make_paddle() builds (Paddle Inference)."""
+    if engine == "onnxruntime":
+        return OnnxModel(model_dir, threads=threads)
+    return make_paddle()
