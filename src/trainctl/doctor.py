@@ -252,7 +252,8 @@ def _dist_version(top_level: str) -> tuple[str | None, str | None]:
 def package_facts() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, top in (("paddledet", "ppdet"), ("numpy", "numpy"), ("opencv", "cv2"), ("scikit_learn", "sklearn"),
-                     ("pycocotools", "pycocotools"), ("visualdl", "visualdl")):
+                     ("pycocotools", "pycocotools"), ("visualdl", "visualdl"),
+                     ("paddle2onnx", "paddle2onnx"), ("onnxruntime", "onnxruntime")):  # the onnx extra
         dist, version = _dist_version(top)
         out[key] = {"distribution": dist, "version": version, "importable": _module_importable(top)}
     nccl_dists = [(d.metadata["Name"], d.version) for d in importlib.metadata.distributions()
@@ -540,6 +541,7 @@ def judge(report: dict[str, Any]) -> list[Item]:
         elif compat["verdict"] == "untested":
             hint = "known-good pair: paddle 3.x + paddledet 2.6.0"
         add(Item("paddle", "compatibility", f"{compat['verdict']}: {compat['reason']}", status, hint))
+    _onnx_item(add, paddle, packages)
 
     np_ = packages["numpy"]
     if np_["version"] is None:
@@ -671,6 +673,20 @@ def exit_code(report: dict[str, Any]) -> int:
 
 
 _MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "info": ""}
+
+
+def _onnx_item(add, paddle: dict, packages: dict) -> None:
+    """`export --format onnx`: paddle2onnx and onnxruntime versions, and whether the pair with this paddle was measured."""
+    from trainctl import onnx_policy
+
+    p2o, ort = packages.get("paddle2onnx", {}).get("version"), packages.get("onnxruntime", {}).get("version")
+    if not p2o and not ort:
+        add(Item("paddle", "onnx", "paddle2onnx, onnxruntime not installed (export --format onnx)", "info", onnx_policy.INSTALL_HINT))
+        return
+    status = onnx_policy.pair_status(paddle.get("version"), p2o)
+    value = f"paddle2onnx {p2o or 'missing'}, onnxruntime {ort or 'missing'}: {status}"
+    add(Item("paddle", "onnx", value, "ok" if status.startswith("known to work") and ort else "warn",
+             "" if p2o and ort else onnx_policy.INSTALL_HINT))
 
 
 def render_table(report: dict[str, Any]) -> list[list[str]]:

@@ -147,6 +147,7 @@ def check_engine_inputs(engine: str, model_dir: str | None, device: str | None, 
         raise UserError("--engine onnxruntime works on an exported model (--model-dir)",
                         hint="export with `trainctl export ... --format onnx`")
     require_onnx(model_dir)
+    read_infer_cfg(model_dir)
     if device and device.lower() != "cpu":
         raise UserError(f"--engine onnxruntime runs on the CPU here (got --device {device})", hint="use --engine paddle for other devices")
     if run_mode != "paddle":

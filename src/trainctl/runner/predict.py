@@ -584,7 +584,8 @@ def run_infer(
     if kind == "video":
         from trainctl.runner import video
 
-        load_infer_cfg(model_dir)
+        if deploy.engine == "paddle":  # onnxruntime: model.onnx and infer_cfg.yml, checked by check_deploy_inputs
+            load_infer_cfg(model_dir)
         ensure_writable_dir(output_dir, "--output")
         return video.infer_video(model_dir, deploy, output_dir, threshold, threads, batch_size, onednn)
     images = [os.path.abspath(p) for p in list_images(img, directory)]
@@ -594,7 +595,8 @@ def run_infer(
         coco_results.image_ids(images, deploy.coco_annotations)  # every image in the file, before paddle
     options = {"threshold": threshold, "batch_size": batch_size, "save_images": save_images, "deploy": deploy}
     if model_dir:
-        load_infer_cfg(model_dir)  # a clear error for a wrong directory
+        if deploy.engine == "paddle":  # onnxruntime: model.onnx and infer_cfg.yml, checked by check_deploy_inputs
+            load_infer_cfg(model_dir)  # a clear error for a wrong directory
         ensure_writable_dir(output_dir, "--output")
         return infer(images, output_dir, model_dir=model_dir, threads=threads, onednn=onednn, **options)
     with tempfile.TemporaryDirectory(prefix="trainctl-infer-") as tmp:
