@@ -100,6 +100,7 @@ def _cli(args, hide=()):
     (["--format", "onnx"], ("onnxruntime",), "trainctl: error: --format onnx needs onnxruntime, which is not installed"),
     (["--format", "onnx"], ("paddle2onnx", "onnxruntime"), "needs paddle2onnx and onnxruntime, which are not installed"),
     (["--opset", "12"], (), "trainctl: error: --opset applies to --format onnx only"),
+    (["--format", "onnx", "--check-threshold", "2"], (), "trainctl: error: --check-threshold 2.0 is not in [0, 1)"),
 ])
 def test_export_bad_input_one_line_exit_2(tmp_path, args, hide, message):
     proc = _cli(["export", "-c", "roadsign_cpu_smoke.yml", "--weights", str(tmp_path / "w"), *args], hide)

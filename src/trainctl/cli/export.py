@@ -22,10 +22,13 @@ from trainctl.cli.train import PPDET_HELP
               help="paddle: Paddle Inference files; onnx: also model.onnx, checked against Paddle Inference.")
 @click.option("--opset", type=int, metavar="N", help="--format onnx: the ONNX opset (7-21, default 16).")
 @click.option("--check-images", metavar="DIR", help="--format onnx: images for the check (default: 4 sample images).")
+@click.option("--check-threshold", type=float, metavar="T",
+              help="--format onnx: compare the detections scoring at least T (default 0.05).")
 @click.option("--no-check", is_flag=True, help="--format onnx: skip comparing ONNX Runtime with Paddle Inference.")
 # --- end ONNX
 @click.argument("extra_overrides", nargs=-1, metavar="")
-def export(config, weights, output_dir, overrides, extra_overrides, device, ppdet, fmt, opset, check_images, no_check) -> None:
+def export(config, weights, output_dir, overrides, extra_overrides, device, ppdet, fmt, opset, check_images, check_threshold,
+           no_check) -> None:
     """Export trained weights for deployment with Paddle Inference.
 
     Works with paddle 3.x out of the box (see docs/deploy.md for the shim).
@@ -37,10 +40,11 @@ def export(config, weights, output_dir, overrides, extra_overrides, device, ppde
       trainctl infer --model-dir deploy/roadsign --img road554.png
       trainctl export -c roadsign.yml --weights output/roadsign/best_model --output deploy/roadsign --format onnx
     """
+    from trainctl import onnx_policy
     from trainctl.runner import onnx_export
     from trainctl.runner.compat import export_env
 
-    opset = onnx_export.check_inputs(fmt, opset, check_images, not no_check)  # before paddle
+    opset = onnx_export.check_inputs(fmt, opset, check_images, not no_check, check_threshold)  # before paddle
 
     export_env()  # must precede the first `import paddle` in this process
     from trainctl.cli.train import ppdet_style_overrides
@@ -50,4 +54,6 @@ def export(config, weights, output_dir, overrides, extra_overrides, device, ppde
                         ppdet=ppdet)
     output.echo(f"exported {result['weights']} to {result['output']} ({', '.join(result['files'])})")
     if fmt == "onnx":
-        output.echo(onnx_export.summary_line(onnx_export.export_onnx(result["output"], opset, check_images, not no_check)))
+        threshold = onnx_policy.check_threshold(check_threshold)
+        output.echo(onnx_export.summary_line(onnx_export.export_onnx(result["output"], opset, check_images, not no_check,
+                                                                     threshold=threshold)))

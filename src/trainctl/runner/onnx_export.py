@@ -94,8 +94,8 @@ def sample_check_images(tmp: str) -> list[str]:
     return sorted(str(p) for p in (out / "images").iterdir())
 
 
-def check(model_dir: str, images: list[str], threads: int | None = None) -> dict:
-    """Paddle Inference and ONNX Runtime on the same images; every row each returns, compared."""
+def check(model_dir: str, images: list[str], threads: int | None = None, threshold: float = onnx_policy.CHECK_THRESHOLD) -> dict:
+    """Paddle Inference and ONNX Runtime on the same images; the rows each returns scoring at least threshold, compared."""
     from trainctl.runner import onnx_predictor
 
     reference = onnx_predictor.paddle_model(model_dir, threads=threads)
@@ -109,11 +109,12 @@ def check(model_dir: str, images: list[str], threads: int | None = None) -> dict
         if not onnx_policy.finite_rows(cand_rows[name]):
             return {"ok": False, "images": len(images), "compared": 0, "matched": 0, "max_score_diff": None, "min_iou": None,
                     "difference": f"{name}: ONNX Runtime returned non-finite values (NaN or inf)"}
-    result = onnx_policy.compare_rows(ref_rows, cand_rows)
-    result["images"] = len(images)
+    result = onnx_policy.compare_rows(ref_rows, cand_rows, threshold=threshold)
+    result.update(images=len(images), threshold=threshold)
     if result["ok"] and result["compared"] == 0:
-        result.update(ok=False, difference=f"Paddle Inference found nothing in the {len(images)} check images, so nothing "
-                      "was compared (give --check-images DIR with images this model detects on, or --no-check)")
+        result.update(ok=False, difference=f"Paddle Inference found nothing scoring {threshold} or more in the {len(images)} check "
+                      "images, so nothing was compared (give --check-images DIR with images this model detects on, a lower "
+                      "--check-threshold, or --no-check)")
     return result
 
 
@@ -125,13 +126,14 @@ def _check_images_arg(directory: str | None, tmp: str) -> list[str]:
     return [os.path.abspath(p) for p in list_images(None, directory)]
 
 
-def convert_and_check(model_dir: str, opset: int, check_images: str | None, run_check: bool, threads: int | None = None) -> dict:
+def convert_and_check(model_dir: str, opset: int, check_images: str | None, run_check: bool, threads: int | None = None,
+                      threshold: float = onnx_policy.CHECK_THRESHOLD) -> dict:
     """In this process (which must not have imported paddle with FLAGS_enable_pir_api=0)."""
     with tempfile.TemporaryDirectory(prefix="trainctl-onnx-check-") as tmp:
         images = _check_images_arg(check_images, tmp) if run_check else []
         result = convert(model_dir, opset)
         if run_check:
-            result["check"] = check(model_dir, images, threads)
+            result["check"] = check(model_dir, images, threads, threshold)
             atomic_write_text(Path(model_dir) / onnx_policy.CHECK_FILE, json.dumps(
                 {k: result[k] for k in ("opset", "paddle2onnx", "retyped_elements")} | {"check": result["check"]}, indent=2) + "\n")
             if not result["check"]["ok"]:  # a file that disagrees is not left where `infer --engine onnxruntime` looks
@@ -139,13 +141,14 @@ def convert_and_check(model_dir: str, opset: int, check_images: str | None, run_
     return result
 
 
-def check_existing(model_dir: str, check_images: str | None, threads: int | None = None) -> dict:
+def check_existing(model_dir: str, check_images: str | None, threads: int | None = None,
+                   threshold: float = onnx_policy.CHECK_THRESHOLD) -> dict:
     """The check alone, on the model.onnx already in model_dir (nothing is written)."""
     from trainctl.runner import onnx_predictor
 
     onnx_predictor.require_onnx(model_dir)
     with tempfile.TemporaryDirectory(prefix="trainctl-onnx-check-") as tmp:
-        return {"check": check(model_dir, _check_images_arg(check_images, tmp), threads)}
+        return {"check": check(model_dir, _check_images_arg(check_images, tmp), threads, threshold)}
 
 
 def child_env() -> dict:
@@ -161,12 +164,12 @@ def child_env() -> dict:
 
 
 def export_onnx(model_dir: str, opset: int, check_images: str | None = None, run_check: bool = True,
-                threads: int | None = None) -> dict:
+                threads: int | None = None, threshold: float = onnx_policy.CHECK_THRESHOLD) -> dict:
     """Convert and check in a fresh process; UserError (exit 2) / RuntimeFailure (exit 1) as it reports."""
     with tempfile.TemporaryDirectory(prefix="trainctl-onnx-") as tmp:
         result_file = os.path.join(tmp, "result.json")
         cmd = [sys.executable, "-m", "trainctl.runner.onnx_export", "--model-dir", model_dir, "--opset", str(opset),
-               "--result", result_file]
+               "--result", result_file, "--check-threshold", str(threshold)]
         if check_images:
             cmd += ["--check-images", check_images]
         if not run_check:
@@ -184,16 +187,18 @@ def export_onnx(model_dir: str, opset: int, check_images: str | None = None, run
         raise RuntimeFailure(last)
 
 
-def check_inputs(fmt: str, opset: int | None, check_images: str | None, run_check: bool) -> int | None:
+def check_inputs(fmt: str, opset: int | None, check_images: str | None, run_check: bool,
+                 threshold: float | None = None) -> int | None:
     """`trainctl export` flags, before paddle: the opset to use (None for --format paddle)."""
     onnx_policy.check_format(fmt)
     if fmt != "onnx":
         given = [flag for flag, on in (("--opset", opset is not None), ("--check-images", check_images),
-                                       ("--no-check", not run_check)) if on]
+                                       ("--no-check", not run_check), ("--check-threshold", threshold is not None)) if on]
         if given:
             raise UserError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --format onnx only")
         return None
     opset = onnx_policy.check_opset(opset)
+    onnx_policy.check_threshold(threshold)
     if check_images is not None and not os.path.isdir(check_images):
         raise UserError(f"--check-images: no directory {check_images}")
     onnx_policy.require_packages(("paddle2onnx", "onnxruntime") if run_check else ("paddle2onnx",))
@@ -205,7 +210,7 @@ def summary_line(result: dict) -> str:
     if not c:
         return f"model.onnx written (opset {result['opset']}, not checked: --no-check)"
     return (f"model.onnx written (opset {result['opset']}) and checked: ONNX Runtime agrees with Paddle Inference "
-            f"on {c['images']} images ({c['matched']} detections matched, max score difference {c['max_score_diff']:.2g}, "
+            f"on {c['images']} images ({c['matched']} detections scoring {c['threshold']} or more matched, max score difference {c['max_score_diff']:.2g}, "
             f"min IoU {c['min_iou']:.4f})")
 
 
@@ -218,14 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check-images")
     parser.add_argument("--no-check", action="store_true")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--check-threshold", type=float, default=onnx_policy.CHECK_THRESHOLD)
     parser.add_argument("--check-only", action="store_true", help="check the model.onnx in --model-dir; convert nothing")
     parser.add_argument("--result")
     args = parser.parse_args(argv)
     try:
         if args.check_only:
-            result = check_existing(args.model_dir, args.check_images, args.threads)
+            result = check_existing(args.model_dir, args.check_images, args.threads, args.check_threshold)
         else:
-            result = convert_and_check(args.model_dir, args.opset, args.check_images, not args.no_check, args.threads)
+            result = convert_and_check(args.model_dir, args.opset, args.check_images, not args.no_check, args.threads,
+                                       args.check_threshold)
     except TrainctlError as exc:
         output.error(exc.one_line())
         return exc.exit_code
