@@ -1,8 +1,8 @@
 """`trainctl export --format onnx` and `trainctl infer --engine onnxruntime`, for real (paddle 3.3.1, paddle2onnx,
 onnxruntime): the demo's YOLOv3 (trained its first epochs, so it finds signs) converts, the built-in check passes,
 ONNX Runtime finds the same signs as Paddle Inference; a model.onnx with damaged weights fails the check (exit 1,
-the difference named). PP-YOLOE+, PicoDet and RT-DETR exported by the develop checkout's tools/export_model.py
-(model.json) convert and agree too."""
+the difference named). PP-YOLOE+ exported by the develop checkout's tools/export_model.py (model.json)
+converts and agrees too."""
 
 from __future__ import annotations
 
@@ -28,12 +28,20 @@ def _detections(out: Path) -> list[dict]:
     return json.loads((out / "detections.json").read_text())["detections"]
 
 
+def _validation_images(work: Path) -> Path:
+    images = work / "check-images"
+    images.mkdir(exist_ok=True)
+    for n in range(4, 100, 5):  # 20 of the demo's validation images (every 5th)
+        shutil.copy(work / "dataset" / "roadsign_voc" / "images" / f"road{n}.png", images)
+    return images
+
+
 @pytest.fixture(scope="module")
 def demo_onnx(demo_run, ptools):
     work, run_dir = demo_run
     out = work / "exported-onnx"
     proc = ptools.run_cli(["export", "-c", "roadsign_demo.yml", "--weights", str(run_dir / "best_model"), "--output", str(out),
-                           "--format", "onnx"], work)
+                           "--format", "onnx", "--check-images", str(_validation_images(work))], work)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return work, out, proc.stdout
 
@@ -41,20 +49,18 @@ def demo_onnx(demo_run, ptools):
 def test_export_onnx_is_checked(demo_onnx):
     _, out, stdout = demo_onnx
     assert (out / "model.onnx").is_file() and (out / "model.pdmodel").is_file()
-    assert "checked: ONNX Runtime agrees with Paddle Inference on 4 images" in stdout
+    assert "checked: ONNX Runtime agrees with Paddle Inference on 20 images" in stdout
     check = json.loads((out / "onnx_check.json").read_text())
     assert check["paddle2onnx"] and check["opset"] == 16
     c = check["check"]
+    print("onnx check (demo YOLOv3):", json.dumps(c))
     assert c["ok"] and c["matched"] == c["compared"] > 0, c
     assert c["max_score_diff"] <= 1e-3 and c["min_iou"] >= 0.99
 
 
 def test_infer_onnxruntime_finds_the_same_signs(demo_onnx, ptools):
     work, out, _ = demo_onnx
-    images = work / "check-images"
-    images.mkdir(exist_ok=True)
-    for n in range(4, 100, 5):  # the validation images (every 5th)
-        shutil.copy(work / "dataset" / "roadsign_voc" / "images" / f"road{n}.png", images)
+    images = _validation_images(work)
     found = {}
     for engine in ("paddle", "onnxruntime"):
         res = work / f"infer-{engine}"
@@ -62,6 +68,7 @@ def test_infer_onnxruntime_finds_the_same_signs(demo_onnx, ptools):
                                "--engine", engine], work)
         assert proc.returncode == 0, proc.stderr[-3000:]
         found[engine] = _detections(res)
+    print("infer detections (paddle, onnxruntime):", len(found["paddle"]), len(found["onnxruntime"]))
     assert found["paddle"], "the demo model found nothing: the comparison would be empty"
     assert (work / "infer-onnxruntime" / "road4.png").is_file()  # annotated images as on the Paddle path
     pd, ort = found["paddle"], found["onnxruntime"]
@@ -72,14 +79,18 @@ def test_infer_onnxruntime_finds_the_same_signs(demo_onnx, ptools):
 
 
 def _damage_weights(path: Path) -> None:
-    """The largest float initializer (a conv weight) scaled by 0.5: a file that loads and runs but computes other boxes."""
-    import numpy as np
+    """The first convolution's weight (paddle2onnx stores weights as Constant nodes) scaled by 0.5: a file that
+    loads and runs, but every score and box downstream is computed from other features."""
     import onnx
     from onnx import numpy_helper
 
     model = onnx.load(str(path))
-    init = max((i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT), key=lambda i: np.prod(i.dims))
-    init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 0.5, init.name))
+    first_conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    tensors = [a.t for n in model.graph.node if n.op_type == "Constant" and first_conv.input[1] in n.output
+               for a in n.attribute if a.name == "value"]
+    tensors += [t for t in model.graph.initializer if t.name == first_conv.input[1]]
+    weight = tensors[0]
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 0.5, weight.name))
     onnx.save(model, str(path))
 
 
@@ -90,7 +101,8 @@ def test_damaged_onnx_fails_the_check(demo_onnx, ptools, tmp_path):
     _damage_weights(bad / "model.onnx")
     env = ptools.env()
     env.pop("FLAGS_enable_pir_api", None)
-    proc = subprocess.run([sys.executable, "-m", "trainctl.runner.onnx_export", "--model-dir", str(bad), "--check-only"],
+    proc = subprocess.run([sys.executable, "-m", "trainctl.runner.onnx_export", "--model-dir", str(bad), "--check-only",
+                           "--check-images", str(_validation_images(demo_onnx[0]))],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 1, proc.stderr[-3000:]
     errors = ptools.error_lines(proc.stderr)
@@ -102,10 +114,10 @@ def test_damaged_onnx_fails_the_check(demo_onnx, ptools, tmp_path):
 # --- PP-YOLOE+, PicoDet, RT-DETR: new-IR exports (model.json) from the develop checkout
 
 MAKE_WEIGHTS = r'''
-# Untrained weights for a develop config. Heads initialised to constants (weights 0, class bias at the 0.01
-# prior) give every box the same score, and ties make the NMS's choices arbitrary. For a comparison of two
-# engines those weights get large random values (std 15) and the class biases -9: a few boxes per class score
-# above the NMS's 0.01, with distinct scores (PP-YOLOE+: up to about 0.16), as a trained model's would.
+# Untrained weights for a develop config. PP-YOLOE+'s head starts with weights 0 and class biases at the
+# 0.01 prior, which gives every box the same score, and near-ties make the NMS's choices arbitrary. For a
+# comparison of two engines those weights get large random values (std 15) and the class biases -9: a few
+# boxes per class score above the NMS's 0.01, with distinct scores (up to about 0.16), as a trained model's would.
 import math, sys
 import numpy as np, paddle
 from ppdet.core.workspace import create, load_config
@@ -123,11 +135,9 @@ for k, v in list(state.items()):
 paddle.save(state, sys.argv[2] + ".pdparams")
 '''
 
-FAMILIES = {
-    "ppyoloe_plus": "configs/ppyoloe/ppyoloe_plus_crn_s_80e_coco.yml",
-    "picodet": "configs/picodet/picodet_s_320_coco_lcnet.yml",
-    "rtdetr": "configs/rtdetr/rtdetr_r18vd_6x_coco.yml",
-}
+# PicoDet and RT-DETR (develop) convert too, but untrained weights made this way did not give a model the check
+# can judge (PicoDet: near-tied scores at its keep_top_k of 100; RT-DETR: scores saturated at 1.0): see docs/deploy.md.
+FAMILIES = {"ppyoloe_plus": "configs/ppyoloe/ppyoloe_plus_crn_s_80e_coco.yml"}
 
 
 @pytest.mark.skipif(not DEVELOP.is_dir(), reason="needs the develop checkout in shared/reference")
@@ -150,6 +160,7 @@ def test_develop_new_ir_export_converts_and_agrees(family, tmp_path, ptools):
                            "--result", str(tmp_path / "r.json")], capture_output=True, text=True, env=ptools.env(), timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     c = json.loads((tmp_path / "r.json").read_text())["check"]
+    print(f"onnx check ({family}):", json.dumps(c))
     assert c["ok"] and c["matched"] > 0, c
     assert c["max_score_diff"] <= 1e-3 and c["min_iou"] >= 0.99
     res = tmp_path / "infer"
