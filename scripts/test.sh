@@ -2,7 +2,7 @@
 # Install trainctl with paddle (CPU) and the test tools into .venv, then run the tests.
 # Extra arguments go to pytest, e.g.  bash scripts/test.sh -k config -x
 set -euo pipefail
-TRAINCTL_EXTRAS="cpu,dev,source"  # source: what PaddleDetection checkouts and their deploy/python/infer.py need
+TRAINCTL_EXTRAS="cpu,dev,source,onnx"  # source: what PaddleDetection checkouts and their deploy/python/infer.py need; onnx: export --format onnx
 source "$(dirname "$0")/_venv.sh"
 # Multi-host tests build network namespaces and run sshd; they need root, iproute2 and OpenSSH.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -121,6 +121,24 @@ def exported_model(smoke_run, ptools) -> Path:
     return out
 
 
+DEMO_EPOCHS = 6  # the demo recipe's first epochs (test_demo_figure.py: the figure they reach)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo recipe (scripts/demo.sh: its sample set, roadsign_demo.yml, seed 0) trained for its first
+    DEMO_EPOCHS epochs, once per session: (work dir, run dir). A model that finds signs."""
+    work = tmp_path_factory.mktemp("demo")
+    made = run_cli(["data", "sample", "--out", "dataset/roadsign_voc", "--images", "500", "--sign-size", "0.35,0.7", "--max-signs", "1"], work)
+    assert made.returncode == 0, made.stderr
+    env = _env()
+    env.pop("OMP_NUM_THREADS", None)  # as scripts/demo.sh runs it
+    proc = subprocess.run([sys.executable, "-m", "trainctl", "-q", "train", "-c", "roadsign_demo.yml", "--eval", "--seed", "0",
+                           "-o", f"epoch={DEMO_EPOCHS}"], cwd=work, env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return work, work / "output" / "roadsign_demo"
+
+
 class Tools:
     """The helpers above, handed to tests as the `ptools` fixture (tests do not import conftest)."""
 

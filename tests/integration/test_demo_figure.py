@@ -6,8 +6,6 @@ reported mAP. The whole demo's figure (scripts/demo.sh) is in docs/demo.md."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -20,23 +18,9 @@ pytestmark = [pytest.mark.paddle, pytest.mark.slow]
 # 16.14 % on a 2-core AMD EPYC (2026-12-02; 2.95, 7.84, 16.14 %). Another thread count or CPU takes another
 # path from the first steps on, so the claim is what every measured CPU reached with a margin, and far
 # above a model that learned nothing (0 to 3 % after the first 2 epochs).
-EPOCHS = 6
+# EPOCHS: DEMO_EPOCHS in conftest.py, whose session fixture `demo_run` trains it (shared with test_onnx.py)
 CLAIM = 0.10
-SHORT = ["-o", f"epoch={EPOCHS}"]
 CLASSES = ["speedlimit", "crosswalk", "trafficlight", "stop"]
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, ptools):
-    work = tmp_path_factory.mktemp("demo")
-    made = ptools.run_cli(["data", "sample", "--out", "dataset/roadsign_voc", "--images", "500", "--sign-size", "0.35,0.7", "--max-signs", "1"], work)
-    assert made.returncode == 0, made.stderr
-    env = ptools.env()
-    env.pop("OMP_NUM_THREADS", None)  # as scripts/demo.sh runs it
-    proc = subprocess.run([sys.executable, "-m", "trainctl", "-q", "train", "-c", "roadsign_demo.yml", "--eval", "--seed", "0", *SHORT],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return work, work / "output" / "roadsign_demo"
 
 
 def test_shortened_demo_recipe_reaches_its_figure(demo_run):

@@ -37,6 +37,8 @@ from trainctl.cli.train import PPDET_HELP
               help="trt_int8: calibrate on the inputs (default), or --no-trt-calib for an already quantized model.")
 @click.option("--collect-trt-shapes", is_flag=True,
               help="TensorRT: record the dynamic input shapes into shape_range_info.pbtxt next to the model; later runs use it.")
+@click.option("--engine", type=click.Choice(["paddle", "onnxruntime"]), default="paddle", show_default=True,
+              help="With --model-dir: Paddle Inference, or ONNX Runtime on the model.onnx `export --format onnx` wrote.")
 @click.option("--video", metavar="FILE", help="A video file: writes <name>.mp4 (boxes drawn) and <name>.jsonl (per frame).")
 @click.option("--camera", type=click.IntRange(min=0), metavar="ID", help="A camera (/dev/videoID); Ctrl-C or --max-frames ends it.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop a --video/--camera after this many frames.")

@@ -137,7 +137,8 @@ def _dist_version(top_level: str) -> tuple[str | None, str | None]:
 def package_facts() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, top in (("paddledet", "ppdet"), ("numpy", "numpy"), ("opencv", "cv2"), ("scikit_learn", "sklearn"),
-                     ("pycocotools", "pycocotools"), ("visualdl", "visualdl")):
+                     ("pycocotools", "pycocotools"), ("visualdl", "visualdl"),
+                     ("paddle2onnx", "paddle2onnx"), ("onnxruntime", "onnxruntime")):  # the onnx extra
         dist, version = _dist_version(top)
         out[key] = {"distribution": dist, "version": version, "importable": _module_importable(top)}
     nccl_dists = [(d.metadata["Name"], d.version) for d in importlib.metadata.distributions()

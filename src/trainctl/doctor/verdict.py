@@ -68,6 +68,7 @@ def judge(report: dict[str, Any]) -> list[Item]:
         elif compat["verdict"] == "untested":
             hint = "known-good pair: paddle 3.x + paddledet 2.6.0"
         add(Item("paddle", "compatibility", f"{compat['verdict']}: {compat['reason']}", status, hint))
+    _onnx_item(add, paddle, packages)
 
     np_ = packages["numpy"]
     if np_["version"] is None:
@@ -196,3 +197,17 @@ def auto_text(auto: dict | None) -> str:
 
 def exit_code(report: dict[str, Any]) -> int:
     return 1 if report["status"] == "fail" else 0
+
+
+def _onnx_item(add, paddle: dict, packages: dict) -> None:
+    """`export --format onnx`: paddle2onnx and onnxruntime versions, and whether the pair with this paddle was measured."""
+    from trainctl.core import onnx_policy
+
+    p2o, ort = packages.get("paddle2onnx", {}).get("version"), packages.get("onnxruntime", {}).get("version")
+    if not p2o and not ort:
+        add(Item("paddle", "onnx", "paddle2onnx, onnxruntime not installed (export --format onnx)", "info", onnx_policy.INSTALL_HINT))
+        return
+    status = onnx_policy.pair_status(paddle.get("version"), p2o)
+    value = f"paddle2onnx {p2o or 'missing'}, onnxruntime {ort or 'missing'}: {status}"
+    add(Item("paddle", "onnx", value, "ok" if status.startswith("known to work") and ort else "warn",
+             "" if p2o and ort else onnx_policy.INSTALL_HINT))

@@ -235,6 +235,7 @@ class DeployOptions:
     video: str | None = None
     camera: int | None = None
     max_frames: int | None = None
+    engine: str = "paddle"  # or onnxruntime (model.onnx; runner/onnx_predictor.py)
 
     def given(self) -> list[str]:
         """The flags (--video, --slice, ...) set to something other than their default."""
@@ -290,6 +291,9 @@ def check_deploy_inputs(deploy: DeployOptions, model_dir: str | None, img: str |
         raise UserError(f"COCO annotation file not found: {deploy.coco_annotations}")
     if deploy.max_frames is not None and deploy.max_frames < 1:
         raise UserError(f"--max-frames must be at least 1 (got {deploy.max_frames})")
+    from trainctl.runner.onnx_predictor import check_engine_inputs
+
+    check_engine_inputs(deploy.engine, model_dir, deploy.device, deploy.run_mode)
     return "video" if deploy.video or deploy.camera is not None else "images"
 
 
@@ -302,7 +306,10 @@ def predict_exported(model_dir: str, images: list[str], threshold: float, thread
 
     deploy = deploy or DeployOptions()
     threads = max(1, threads or cpu_count())
-    model = ExportedModel(model_dir, threads=threads, options=deploy.predictor_options(threads, onednn, batch_size))
+    from trainctl.runner.onnx_predictor import exported_model
+
+    model = exported_model(model_dir, deploy.engine, threads, lambda: ExportedModel(
+        model_dir, threads=threads, options=deploy.predictor_options(threads, onednn, batch_size)))
     detections: list[Detection] = []
     if deploy.slice:
         tile = slicing.parse_slice(deploy.slice)
@@ -353,7 +360,8 @@ def run_infer(
     if kind == "video":
         from trainctl.runner import video
 
-        load_infer_cfg(model_dir)
+        if deploy.engine == "paddle":  # onnxruntime: model.onnx and infer_cfg.yml, checked by check_deploy_inputs
+            load_infer_cfg(model_dir)
         ensure_writable_dir(output_dir, "--output")
         return video.infer_video(model_dir, deploy, output_dir, threshold, threads, batch_size, onednn)
     images = [os.path.abspath(p) for p in list_images(img, directory)]
@@ -363,7 +371,8 @@ def run_infer(
         coco_results.image_ids(images, deploy.coco_annotations)  # every image in the file, before paddle
     options = {"threshold": threshold, "batch_size": batch_size, "save_images": save_images, "deploy": deploy}
     if model_dir:
-        load_infer_cfg(model_dir)  # a clear error for a wrong directory
+        if deploy.engine == "paddle":  # onnxruntime: model.onnx and infer_cfg.yml, checked by check_deploy_inputs
+            load_infer_cfg(model_dir)  # a clear error for a wrong directory
         ensure_writable_dir(output_dir, "--output")
         return infer(images, output_dir, model_dir=model_dir, threads=threads, onednn=onednn, **options)
     with tempfile.TemporaryDirectory(prefix="trainctl-infer-") as tmp:
@@ -394,7 +403,7 @@ def infer(
     writer = ResultWriter(output_dir, save_images)
     if model_dir:
         detections, labels = predict_exported(model_dir, images, threshold, threads, batch_size, onednn, writer, deploy)
-        source = f"exported model {model_dir}"
+        source = f"exported model {model_dir}" + (f" ({deploy.engine})" if deploy.engine != "paddle" else "")
     else:
         detections, labels = predict_dynamic(flat_config, weights, images, threshold, batch_size, deploy.device)
         source = f"dynamic graph, weights {weights}"

@@ -88,7 +88,10 @@ def infer_video(model_dir: str, deploy, output_dir: str, threshold: float, threa
     capture = open_capture(deploy.video, deploy.camera)  # a wrong camera or file fails before the model loads
     threads = max(1, threads or cpu_count())
     try:
-        model = ExportedModel(model_dir, threads=threads, options=deploy.predictor_options(threads, onednn, batch_size))
+        from trainctl.runner.onnx_predictor import exported_model
+
+        model = exported_model(model_dir, deploy.engine, threads, lambda: ExportedModel(
+            model_dir, threads=threads, options=deploy.predictor_options(threads, onednn, batch_size)))
     except BaseException:
         capture.release()
         raise
