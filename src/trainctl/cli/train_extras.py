@@ -32,7 +32,7 @@ def train_extra_options(func):
                      help="ppdet's profiler string, e.g. 'batch_range=[2,5];timer_only=False' (implies --profile)."),
         click.option("--slim-config", metavar="FILE",
                      help="PaddleSlim config (QAT, PACT, pruning, distillation, OFA: PaddleDetection's configs/slim/); "
-                          "needs the slim extra (pip install 'trainctl[slim]')."),
+                          "needs PaddleSlim (docs/training.md)."),
     ]
     for option in reversed(options):
         func = option(func)

@@ -74,9 +74,12 @@ def build_slim(cfg, extras: dict, run_dir: str, rank: int):
     if not slim:
         return cfg
     try:
-        from ppdet.slim import build_slim_model
-    except ImportError as exc:  # paddleslim (and its undeclared `decorator`) are the slim extra
-        raise UserError(f"--slim-config needs PaddleSlim: {exc}", hint="pip install 'trainctl[slim]'") from None
+        import paddleslim  # noqa: F401  (ppdet imports it only inside build_slim_model)
+    except ImportError as exc:  # not installed, or its undeclared dependency `decorator` missing
+        raise UserError(f"--slim-config needs PaddleSlim, which does not import here ({exc})",
+                        hint="pip install 'trainctl[slim]' && pip install --no-deps paddleslim==2.6.0 "
+                             "(docs/training.md)") from None
+    from ppdet.slim import build_slim_model
     path = slim["config"]
     if slim.get("pretrain_weights"):
         import yaml
