@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-pytestmark = [pytest.mark.paddle, pytest.mark.slow]
+pytestmark = pytest.mark.paddle
 
 TINY = ["-o", "trainctl.max_iters=2", "-o", "log_iter=1", "--lr-scale", "none"]
 
@@ -17,6 +17,7 @@ def _train(ptools, workdir, run_dir, *flags):
     return ptools.run_cli(["train", "-c", "roadsign_cpu_smoke.yml", *TINY, "--output", str(run_dir), *flags], workdir)
 
 
+@pytest.mark.slow
 def test_to_static_trains_and_resumes(sample_dataset, ptools, tmp_path):
     run_dir = tmp_path / "static"
     proc = _train(ptools, sample_dataset, run_dir, "--to-static")
@@ -32,6 +33,7 @@ def test_to_static_trains_and_resumes(sample_dataset, ptools, tmp_path):
     assert "train done: epochs 1..2" in out
 
 
+@pytest.mark.slow
 def test_fleet_with_two_processes(sample_dataset, ptools, tmp_path):
     run_dir = tmp_path / "fleet"
     proc = _train(ptools, sample_dataset, run_dir, "--fleet", "--nproc", "2")
@@ -43,6 +45,7 @@ def test_fleet_with_two_processes(sample_dataset, ptools, tmp_path):
     assert json.loads((run_dir / "run.json").read_text())["plan"]["train_extras"]["fleet"] is True
 
 
+@pytest.mark.slow
 def test_profile_writes_its_files_and_prints_the_summary(sample_dataset, ptools, tmp_path):
     run_dir = tmp_path / "prof"
     proc = _train(ptools, sample_dataset, run_dir, "-o", "trainctl.max_iters=4",
@@ -59,8 +62,74 @@ def test_profile_writes_its_files_and_prints_the_summary(sample_dataset, ptools,
     assert (run_dir / "profile" / "trace.json").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_amp_level_refused_on_cpu_and_plain_amp_warns(sample_dataset, ptools, tmp_path):
     proc = _train(ptools, sample_dataset, tmp_path / "amp", "--amp-dtype", "bfloat16")
     assert proc.returncode == 2
     assert ptools.error_lines(proc.stderr) == [line for line in proc.stderr.strip().splitlines()]
     assert "mixed precision needs a GPU" in proc.stderr and not (tmp_path / "amp").exists()
+
+
+SLIM_QAT = "../shared/reference/paddledet-2.6-configs/slim/quant/yolov3_mobilenet_v1_qat.yml"  # PaddleDetection's own
+
+
+@pytest.mark.slow
+def test_qat_from_a_trained_float_model(smoke_run, ptools, tmp_path):
+    from pathlib import Path
+
+    slim = Path(__file__).resolve().parents[2] / SLIM_QAT
+    if not slim.exists():
+        pytest.skip(f"{SLIM_QAT} (the shared reference configs) is not next to this checkout")
+    pytest.importorskip("paddleslim", reason="PaddleSlim: pip install --no-deps paddleslim==2.6.0 (scripts/test.sh does)")
+    run_dir = tmp_path / "qat"
+    # the slim file names a COCO download: without -o it would be the weights to quantize
+    proc = _train(ptools, smoke_run.workdir, run_dir, "--slim-config", str(slim), "-o", "pretrain_weights=")
+    assert proc.returncode == 2 and "pretrain_weights is empty (from -o pretrain_weights)" in proc.stderr
+    assert not run_dir.exists()
+    proc = _train(ptools, smoke_run.workdir, run_dir, "--slim-config", str(slim),
+                  "-o", f"pretrain_weights={smoke_run.final}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "Quantized model:" in out and f"float weights {smoke_run.final}" in out
+    import paddle
+
+    state = paddle.load(str(run_dir / "model_final.pdparams"))
+    scales = [k for k in state if k.endswith("_fake_quant_weight._scale")]
+    assert len(scales) > 10  # the trained model carries the fake-quant ops' scales
+    assert json.loads((run_dir / "run.json").read_text())["plan"]["train_extras"]["slim"]["method"] == "QAT"
+
+
+def test_cpu_auto_cast_has_no_effect_on_this_paddle():
+    """The measured premise of the CPU refusal: paddle's auto_cast (float16 or bfloat16) leaves a CPU layer in float32."""
+    import paddle
+
+    paddle.set_device("cpu")
+    layer = paddle.nn.Linear(4, 4)
+    for dtype in ("float16", "bfloat16"):
+        with pytest.warns(UserWarning, match="amp_guard can only be enabled on CUDAPlace"):
+            with paddle.amp.auto_cast(level="O1", dtype=dtype):
+                out = layer(paddle.rand([2, 4]))
+        assert out.dtype == paddle.float32
+
+
+def test_amp_settings_passes_what_ppdet_drops(monkeypatch):
+    import paddle
+
+    from trainctl.runner import compat
+
+    calls = []
+    monkeypatch.setattr(paddle.amp, "decorate", lambda *a, **k: calls.append(("decorate", k)))
+    monkeypatch.setattr(paddle.amp, "auto_cast", lambda *a, **k: calls.append(("auto_cast", k)))
+    recorder = paddle.amp.decorate
+    with compat.amp_settings(master_grad=True, dtype="bfloat16"):
+        paddle.amp.decorate(models=None, optimizers=None, level="O2")  # ppdet 2.6.0, and develop on paddle 3.x
+        paddle.amp.decorate(models=None, optimizers=None, level="O2", master_grad=False)  # where ppdet passes it
+        paddle.amp.auto_cast(enable=True, level="O1")
+    assert calls == [("decorate", {"models": None, "optimizers": None, "level": "O2", "master_grad": True, "dtype": "bfloat16"}),
+                     ("decorate", {"models": None, "optimizers": None, "level": "O2", "master_grad": False, "dtype": "bfloat16"}),
+                     ("auto_cast", {"enable": True, "level": "O1", "dtype": "bfloat16"})]
+    assert paddle.amp.decorate is recorder  # the block restores what it replaced
+    calls.clear()
+    with compat.amp_settings(master_grad=False, dtype="float16"):  # nothing ppdet lacks: nothing changes
+        paddle.amp.decorate(models=None, level="O2")
+    assert calls == [("decorate", {"models": None, "level": "O2"})]

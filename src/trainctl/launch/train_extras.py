@@ -12,9 +12,11 @@ record from job.json (`Job.extra["train_extras"]`) for what ppdet does not do by
 
 Measured facts this module relies on (paddle 3.3.1 CPU, paddledet 2.6.0 and develop):
 - ppdet's Trainer enables `paddle.amp.auto_cast` and `GradScaler` only when use_gpu (or
-  NPU/MLU) is set: on CPU a config with `amp: true` trains in float32. trainctl refuses the
-  explicit precision flags on CPU (exit 2) instead of ignoring them; plain --amp keeps its
-  meaning (a warning on CPU).
+  NPU/MLU) is set, and paddle 3.3.1's auto_cast itself has no effect on CPU ("amp_guard can
+  only be enabled on CUDAPlace, XPUPlace, and CustomPlace"; decorate O2 leaves float32 weights,
+  bfloat16 too): on CPU a run with `amp: true` trains in float32. trainctl refuses the explicit
+  precision flags on CPU (exit 2) instead of ignoring them; plain --amp keeps its meaning (a
+  warning on CPU).
 - ppdet has no AMP dtype key: it always casts to float16. --amp-dtype bfloat16 is done by
   the worker (runner/train_extras.py).
 - ppdet passes master_grad to paddle.amp.decorate only when paddle's version starts with
@@ -105,8 +107,8 @@ class TrainExtras:
                             hint="e.g. --init-loss-scaling 1024 (ppdet's default) or 65536")
         if plan.device.kind != "gpu":
             if flags:
-                raise UserError(f"{', '.join(flags)}: mixed precision needs a GPU; ppdet turns auto_cast and the loss "
-                                "scaler on only for GPU/NPU/MLU, so on CPU it would train in float32",
+                raise UserError(f"{', '.join(flags)}: mixed precision needs a GPU; on CPU paddle's auto_cast has no "
+                                "effect (paddle 3.3.1: only CUDA/XPU/custom places) and ppdet enables it only for GPU",
                                 hint="drop the precision flags on CPU, or train on GPUs (--gpus IDS)")
             plan.warnings.append("--amp (amp: true) has no effect on CPU: ppdet enables auto_cast only on GPU, "
                                  "so this run trains in float32")
