@@ -17,16 +17,19 @@ def _train(ptools, workdir, run_dir, *flags):
     return ptools.run_cli(["train", "-c", "roadsign_cpu_smoke.yml", *TINY, "--output", str(run_dir), *flags], workdir)
 
 
+ONE_SIZE = ["-o", "TrainReader.batch_transforms.0.BatchRandomResize.target_size=[192]"]  # to_static compiles per input shape
+
+
 @pytest.mark.slow
 def test_to_static_trains_and_resumes(sample_dataset, ptools, tmp_path):
     run_dir = tmp_path / "static"
-    proc = _train(ptools, sample_dataset, run_dir, "--to-static")
+    proc = _train(ptools, sample_dataset, run_dir, "--to-static", *ONE_SIZE)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "Successfully to apply @to_static" in out  # ppdet's Trainer converted the model
     assert json.loads((run_dir / "run.json").read_text())["plan"]["train_extras"]["config_keys"] == {"to_static": True}
     assert (run_dir / "model_final.pdparams").exists()
-    proc = _train(ptools, sample_dataset, run_dir, "--to-static", "-o", "epoch=2", "-r", str(run_dir / "model_final"))
+    proc = _train(ptools, sample_dataset, run_dir, "--to-static", *ONE_SIZE, "-o", "epoch=2", "-r", str(run_dir / "model_final"))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert f"resumed from {run_dir / 'model_final'} at epoch 1" in out and "Successfully to apply @to_static" in out

@@ -53,10 +53,6 @@ class TrainExtras:
     slim_config: str | None = None  # PaddleSlim config (QAT, PACT, pruning, distillation, OFA)
     summary: dict = field(default_factory=dict)  # filled by apply(): what the worker and run.json get
 
-    def given(self) -> bool:
-        return bool(self.amp_level or self.amp_dtype or self.master_grad or self.init_loss_scaling is not None
-                     or self.to_static or self.fleet or self.profile or self.profiler_options or self.slim_config)
-
     def precision_flags(self) -> list[str]:
         flags = []
         if self.amp_level:
