@@ -66,7 +66,7 @@ def test_profile_writes_its_files_and_prints_the_summary(sample_dataset, ptools,
 
 
 @pytest.mark.slow
-def test_amp_level_refused_on_cpu_and_plain_amp_warns(sample_dataset, ptools, tmp_path):
+def test_amp_dtype_is_refused_on_cpu_before_launch(sample_dataset, ptools, tmp_path):
     proc = _train(ptools, sample_dataset, tmp_path / "amp", "--amp-dtype", "bfloat16")
     assert proc.returncode == 2
     assert ptools.error_lines(proc.stderr) == [line for line in proc.stderr.strip().splitlines()]
