@@ -24,6 +24,8 @@ def sample(param: click.Option):
         return next(c for c in reversed(param.type.choices) if c != param.default)
     if isinstance(param.type, (click.types.IntParamType, click.IntRange)):
         value = 3
+    elif isinstance(param.type, (click.types.FloatParamType, click.FloatRange)):
+        value = 1024.5
     else:
         value = "a value=with spaces;and,commas"
         if param.name in ("overrides", "env"):

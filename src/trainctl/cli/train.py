@@ -8,6 +8,7 @@ import sys
 import click
 
 from trainctl.cli.multihost import cluster_options  # multi-host: --hostfile/--hosts, Slurm (docs/cluster.md)
+from trainctl.cli.train_extras import pop_train_extras, train_extra_options  # AMP levels, fleet, to_static, profile, slim
 
 DRY_RUN_HELP = "Print the launch plan (--dry-run) or its JSON (--dry-run=json) and start nothing."
 PPDET_HELP = ("PaddleDetection checkout whose ppdet to use (default: $TRAINCTL_PPDET, else the checkout containing "
@@ -140,6 +141,7 @@ def task_options(config, overrides, kwargs: dict):
 
 @click.command("train", context_settings={"max_content_width": 100})
 @train_options()
+@train_extra_options
 @launch_options
 @cluster_options
 @click.argument("extra_overrides", nargs=-1, metavar="")
@@ -183,7 +185,9 @@ def train(config, overrides, extra_overrides, lr_scale, ref_gpus, **launch_kwarg
     # --- end multi-host
     from trainctl.launch import flow
 
+    extras = pop_train_extras(launch_kwargs)
     topts = task_options(config, overrides, launch_kwargs)
+    topts.extras = extras
     lopts = launch_options_from(launch_kwargs, lr_scale=lr_scale, ref_gpus=ref_gpus)
     code = flow.run("train", topts, lopts, argv=["trainctl"] + sys.argv[1:])
     if code:

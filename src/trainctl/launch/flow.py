@@ -39,6 +39,7 @@ class TaskOptions:
     save_interval_iters: int | None = None  # train --save-interval-iters K
     dry_run: str | None = None  # None, "text" or "json"
     classwise: bool = False  # eval --classwise: per-class AP and PR curves
+    extras: object = None  # train: launch.train_extras.TrainExtras (AMP levels, fleet, to_static, profile, slim)
 
 
 def default_run_dir(task: str, config_name: str, output_dir: str | None) -> str:
@@ -75,6 +76,10 @@ def prepare(task: str, topts: TaskOptions, lopts: LaunchOptions, ctx: PlanContex
         plan.lr = report
         if topts.no_pretrained and rc.get("pretrain_weights"):
             rc.set("pretrain_weights", "", source="--no-pretrained")
+        if topts.extras is not None or topts.amp:  # checked against the device, written as ppdet's config keys
+            from trainctl.launch.train_extras import TrainExtras
+
+            (topts.extras or TrainExtras()).apply(rc, plan, amp=topts.amp, dry=dry)
 
     check_ppdet(plan, dry)  # first: nothing else (a download, a data check) before we know ppdet imports
     from trainctl.core import ppdet_source
@@ -249,6 +254,8 @@ def launch(task: str, rc, plan: Plan, topts: TaskOptions, argv: list[str]) -> in
               amp=topts.amp, vdl=topts.vdl, keep_checkpoints=topts.keep_checkpoints, seed=topts.seed,
               save_interval_iters=topts.save_interval_iters, ppdet=plan.ppdet.to_dict() if plan.ppdet else None,
               progress=output.progress_mode(), extra={"classwise": True} if topts.classwise else {})
+    if plan.extras:
+        job.extra["train_extras"] = plan.extras  # read by runner/train_extras.py
     job.save(run_dir / "job.json")
     hang_timeout = effective_hang_timeout(topts, plan) if task == "train" else 0.0
 

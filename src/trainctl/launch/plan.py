@@ -124,6 +124,7 @@ class Plan:
     config_name: str = ""
     ppdet: ppdet_source.PpdetSource | None = None  # the ppdet every worker imports
     placement: dict | None = None  # how a cluster engine placed this node (LaunchOptions.placement)
+    extras: dict | None = None  # train: precision, to_static, fleet, profile, slim (launch/train_extras.py)
 
     @property
     def local_node(self) -> NodePlan:
@@ -148,6 +149,7 @@ class Plan:
             "lr": self.lr.to_dict() if self.lr else None,
             "warnings": list(self.warnings),
             "placement": self.placement,
+            "train_extras": self.extras,
             "nodes": [],
         }
         if mask:
@@ -372,6 +374,10 @@ def format_plan(plan: Plan, dry_run: bool = True) -> str:
     if plan.ppdet is not None:
         rows.append(("ppdet", plan.ppdet.describe()))
     rows.append(("network", f"{plan.net.name} ({plan.net.reason})"))
+    if plan.extras:
+        from trainctl.launch.train_extras import record_line
+
+        rows.append(("training", record_line(plan.extras)))
     width = max(len(k) for k, _ in rows)
     lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]
     for note in plan.net.notes:

@@ -61,12 +61,15 @@ def run(job: Job) -> dict:
 
     from trainctl.runner import compat
 
+    from trainctl.runner import train_extras
+
     compat.guard_data_loading()
     shims = compat.ppdet26_training_shims()
     if shims:
         _log(f"compat: {len(shims)} paddledet 2.6 functions patched for paddle 3 (" + "; ".join(shims) + ")")
     place = session.setup_device(cfg, job.device, world_size)
-    if world_size > 1:
+    extras = train_extras.settings(job)  # train --amp-level/--fleet/--profile/--slim-config... (issue 23)
+    if not train_extras.init_distributed(cfg, world_size) and world_size > 1:
         paddle.distributed.init_parallel_env()
     _log(f"task {job.task}, rank {rank} of {world_size}, device {place}, paddle {paddle.__version__}"
          + (f", attempt {job.attempt + 1} (--max-restarts)" if job.attempt else ""))
@@ -81,7 +84,10 @@ def run(job: Job) -> dict:
         cfg["amp"] = True
     cfg["use_vdl"] = False  # trainctl's own VisualDL callback (runner/monitor.py) writes job.vdl's scalars
     if job.task == "train":
-        return _train(job, cfg, rank)
+        train_extras.check_precision(extras)
+        cfg = train_extras.build_slim(cfg, extras, job.run_dir, rank)
+        with train_extras.amp_settings(extras):
+            return _train(job, cfg, rank)
     return _evaluate(job, cfg)
 
 
@@ -113,6 +119,9 @@ def _train(job: Job, cfg, rank: int) -> dict:
     trainer = Trainer(cfg, mode="train")
     entry = _checkpoint_entry(resume) if resume else None
     install_callbacks(trainer, job, rank, entry)
+    from trainctl.runner.train_extras import install_profiler, settings
+
+    install_profiler(trainer, settings(job), rank)
     from trainctl.runner import lite
 
     limit = lite.max_iters(cfg)
