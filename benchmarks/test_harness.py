@@ -76,7 +76,7 @@ def test_the_committed_results_render_to_their_committed_table():
 
     import run
 
-    newest = sorted(p for p in glob.glob(os.path.join(os.path.dirname(__file__), "results", "*.json")))[-1]
+    newest = sorted(p for p in glob.glob(os.path.join(os.path.dirname(__file__), "results", "[0-9]*.json")))[-1]
     with open(newest) as f:
         results = json.load(f)
     with open(newest[: -len(".json")] + ".md") as f:
