@@ -149,7 +149,7 @@ def test_latest_checkpoint_takes_the_mid_epoch_one_after_its_epoch(tmp_path):
 def test_backoff_and_what_is_restarted():
     from trainctl.core.restart import backoff_seconds
 
-    assert [backoff_seconds(n) for n in (1, 2, 3, 7, 20)] == [0.5, 1, 2, 32, 60]
+    assert [backoff_seconds(n) for n in (1, 2, 3, 7, 20)] == [0, 1, 2, 32, 60]
 
     class _Plan:
         launcher = "paddle"

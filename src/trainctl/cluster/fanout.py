@@ -264,6 +264,7 @@ def run_fanout(plan: FanoutPlan, max_restarts: int = 0, sleep: Callable[[float],
     backoff the controller starts every host again with `--resume auto`, up to N times.
     The hosts themselves run without --max-restarts, so one party decides.
     """
+    from trainctl.core import restart
     from trainctl.core.restart import run_with_restarts
 
     def run_once(attempt: int):
@@ -279,7 +280,7 @@ def run_fanout(plan: FanoutPlan, max_restarts: int = 0, sleep: Callable[[float],
     def before_wait(attempt: int, wait: float, exc: RuntimeFailure) -> None:
         nonlocal plan
         output.warn(f"attempt {attempt} of {max_restarts + 1} failed: {exc.message}; restarting every host "
-                    f"in {wait:g}s from the newest complete checkpoint (--resume auto)")
+                    f"{restart.when(wait)} from the newest complete checkpoint (--resume auto)")
         plan = with_resume_auto(plan)
 
     results, attempt, _ = run_with_restarts(run_once, lambda result, _n: isinstance(result, RuntimeFailure),

@@ -7,13 +7,22 @@ from typing import Callable, TypeVar
 
 R = TypeVar("R")
 
-RESTART_BACKOFF = (0.5, 60.0)  # seconds before restart n: first * 2**(n-1), at most the second
+RESTART_BACKOFF = (0.5, 60.0)  # seconds before restart n >= 2: first * 2**(n-1), at most the second (none before 1)
 
 
 def backoff_seconds(attempt: int) -> float:
-    """The wait before restart `attempt` (1, 2, ...): 0.5 s, 1 s, 2 s, ... up to 60 s."""
+    """The wait before restart `attempt` (1, 2, ...): none before the first (a single failure is
+    restarted at once: the restart costs no more than a fresh start plus loading the checkpoint),
+    then 1 s, 2 s, 4 s, ... up to 60 s, so a job that keeps failing does not spin."""
     first, cap = RESTART_BACKOFF
-    return min(cap, first * 2 ** max(0, attempt - 1))
+    if attempt <= 1:
+        return 0.0
+    return min(cap, first * 2 ** (attempt - 1))
+
+
+def when(wait: float) -> str:
+    """'now' or 'in 2s': how a restart message says when it restarts."""
+    return "now" if wait <= 0 else f"in {wait:g}s"
 
 
 def run_with_restarts(run_once: Callable[[int], R], should_restart: Callable[[R, int], bool], budget: int,

@@ -315,6 +315,7 @@ def _run_attempts(plan: Plan, node, job, record, budget: int, hang_timeout: floa
     """Run the job, and again from the newest complete checkpoint after each failure, up to
     `budget` restarts; returns (the last attempt's result, restarts done), or (None, n) when
     interrupted while waiting to restart. Each attempt is recorded in run.json."""
+    from trainctl.core import restart
     from trainctl.core.restart import run_with_restarts
     from trainctl.launch import executor
 
@@ -341,7 +342,7 @@ def _run_attempts(plan: Plan, node, job, record, budget: int, hang_timeout: floa
         _archive_logs(log_dir, entry["attempt"], entry)
         _clear_progress(run_dir, plan)
         record.write()
-        output.info(f"restarting the job in {wait:g}s from the newest complete checkpoint "
+        output.info(f"restarting the job {restart.when(wait)} from the newest complete checkpoint "
                     f"(restart {attempt} of {budget}, --max-restarts)")
 
     result, restarts, interrupted = run_with_restarts(
