@@ -38,6 +38,12 @@ TOL = 1e-4
 
 CASES = [  # CI-sized: every other measured (family, source) is in docs/models.md (scripts/zoo_matrix.py)
     ("PP-YOLOE+", "wheel"),  # the assigner shims (train) and the new-IR NMS shim (export) of runner/compat.py
+    ("YOLOX", "wheel"),  # infer_cfg.yml's Pad step (runner/preprocess_ops.py)
+    ("SSDLite", "wheel"),  # the ssd_loss shim (train), prior_box's new-IR branch (export)
+    ("GFL", "wheel"),  # the gfocal_loss shim
+    ("PicoDet", "develop"),  # image_shape [1, 3, 320, 320] (4-D) accepted by export
+    ("Faster R-CNN", "develop"),  # the R-CNN family exports from a checkout
+    ("PicoDet", "release-2.7.1"),
 ]
 
 
@@ -60,7 +66,7 @@ def test_lite_chain(coco_work, family, source):
     assert result.ok, result.to_dict()
     assert [s.name for s in result.stages] == ["train", "eval", "export", "infer"]
     model = _model_dir(coco_work, source, result.config)
-    assert (model / "model.json").is_file() and (model / "infer_cfg.yml").is_file()
+    assert (model / "model.json").is_file() and (model / "infer_cfg.yml").is_file()  # the new IR (YOLOv3 alone: old)
     # detections.json written (2 iterations from scratch: an NMS score threshold may leave none)
     assert result.detections is not None
 
