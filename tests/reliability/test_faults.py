@@ -103,14 +103,16 @@ def test_signal_to_trainctl_stops_every_worker(work, signum, record_property):
     assert record["status"] == "interrupted"
 
 
-def test_single_process_sigint(work, record_property):
-    """One process (no paddle launch): Ctrl-C reaches the worker through trainctl, nothing is left."""
-    run = work / "single"
-    proc = _start(work, run)
+def _stop_single_process(proc: subprocess.Popen, run: Path, signum: int, record_property, before=None) -> str:
+    """Once the one worker trains: `before()` (if given), then `signum` to trainctl; every process of
+    the run must be gone within STOP_SECONDS, trainctl exit 128 + signum, saying so, with no traceback.
+    Returns trainctl's stderr."""
     try:
         wait_for(lambda: _training(run, 0), 300, "the worker to train")
+        if before is not None:
+            before()
         sent_at = time.monotonic()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         wait_for(lambda: not processes_matching(str(run)), 60, "the worker to end", interval=0.1)
         seconds = time.monotonic() - sent_at
         out, err = proc.communicate(timeout=30)
@@ -118,8 +120,15 @@ def test_single_process_sigint(work, record_property):
         kill_run(proc, run)
     record_property("all_gone_s", round(seconds, 1))
     assert seconds <= STOP_SECONDS
-    assert proc.returncode == 130, err[-3000:]
-    assert "interrupted by SIGINT" in err and "Traceback" not in err
+    assert proc.returncode == 128 + signum, err[-3000:]
+    assert f"interrupted by {signal.Signals(signum).name}" in err and "Traceback" not in err
+    return err
+
+
+def test_single_process_sigint(work, record_property):
+    """One process (no paddle launch): Ctrl-C reaches the worker through trainctl, nothing is left."""
+    run = work / "single"
+    _stop_single_process(_start(work, run), run, signal.SIGINT, record_property)
 
 
 def test_trainctl_started_with_sigint_ignored_still_stops_on_sigterm(work, record_property):
@@ -127,22 +136,13 @@ def test_trainctl_started_with_sigint_ignored_still_stops_on_sigterm(work, recor
     asked, and SIGTERM still stops trainctl and its worker, leaving nothing behind."""
     run = work / "nohup"
     proc = _start(work, run, preexec_fn=ignore_sigint)
-    try:
-        wait_for(lambda: _training(run, 0), 300, "the worker to train")
+
+    def sigint_is_ignored():
         proc.send_signal(signal.SIGINT)
         time.sleep(2)
         assert proc.poll() is None and worker_pid(run, 0), "SIGINT should be ignored as inherited"
-        sent_at = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        wait_for(lambda: not processes_matching(str(run)), 60, "the worker to end", interval=0.1)
-        seconds = time.monotonic() - sent_at
-        out, err = proc.communicate(timeout=30)
-    finally:
-        kill_run(proc, run)
-    record_property("all_gone_s", round(seconds, 1))
-    assert seconds <= STOP_SECONDS
-    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
-    assert "interrupted by SIGTERM" in err and "Traceback" not in err
+
+    _stop_single_process(proc, run, signal.SIGTERM, record_property, before=sigint_is_ignored)
 
 
 # ---------------------------------------------------------------- disk full
