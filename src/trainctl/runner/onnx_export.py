@@ -150,7 +150,7 @@ def child_env() -> dict:
     from trainctl.runner import compat
 
     env = dict(os.environ)
-    for key in compat.EXPORT_ENV:
+    for key in compat.OLD_IR_ENV:
         env.pop(key, None)
     env.setdefault("GLOG_minloglevel", "2")
     env["POLYGRAPHY_AUTOINSTALL_DEPS"] = "0"  # never pip-install at run time (see the module docstring)
