@@ -92,15 +92,6 @@ class ExecResult:
         return None
 
 
-def _worker_error(lines) -> str | None:
-    """The last one-line error a worker printed (trainctl.output.error), without the prefix."""
-    found = None
-    for line in lines:
-        if line.startswith(WORKER_ERROR_PREFIX):
-            found = line[len(WORKER_ERROR_PREFIX):].strip()
-    return found
-
-
 def _tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
     try:
         with open(path, "rb") as f:
@@ -244,7 +235,7 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
         result.failed_rank, result.failed_local_rank, result.failed_code = 0, 0, code
         result.failed_log = str(Path(node.log_dir) / "workerlog.0")
         result.log_tail = list(pump.tail)[-TAIL_LINES:]
-        result.worker_error = _worker_error(pump.tail)
+        result.worker_error = rootcause.worker_error(pump.tail)
         if not received:
             evidence = rootcause.RankEvidence(rank=0, local_rank=0, pid=child.pid, exit_code=code,
                                               log_tail=list(pump.tail)[-EVIDENCE_LINES:], log=result.failed_log)
@@ -263,7 +254,7 @@ def run_node(plan: Plan, node: NodePlan | None = None, environ: dict[str, str] |
     result.failed_code = cause.exit_code
     result.failed_log = str(Path(node.log_dir) / f"workerlog.{cause.local_rank}")
     result.log_tail = _tail(log_dir / f"workerlog.{cause.local_rank}")
-    result.worker_error = _worker_error(result.log_tail)
+    result.worker_error = rootcause.worker_error(result.log_tail)
     result.note = _note(root, plan)
     return result
 

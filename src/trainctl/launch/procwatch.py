@@ -41,8 +41,6 @@ def catch_signals(handler, signals=(signal.SIGINT, signal.SIGTERM)) -> dict:
     """Install handler for each signal that is not ignored (an inherited "ignore", from nohup or
     a shell's background job, is what the user asked for and stays); returns what to restore.
     Only the main thread may install handlers: elsewhere nothing is installed."""
-    import threading
-
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for signum in signals:

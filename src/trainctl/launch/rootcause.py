@@ -190,12 +190,21 @@ def _looks_like_error(low: str) -> bool:
                                         "timed out", "exited", "aborted", "fail", "enforce", "what()"))
 
 
+def worker_error(lines) -> str | None:
+    """The last one-line error a trainctl worker printed (trainctl.output.error), without the prefix."""
+    found = None
+    for line in lines:
+        if line.startswith(WORKER_ERROR_PREFIX):
+            found = line[len(WORKER_ERROR_PREFIX):].strip()
+    return found
+
+
 def own_error(lines: list[str]) -> str | None:
     """The error the rank reported itself: trainctl's worker error line, else the last Python
     exception line after a traceback, else paddle's error summary line. None if there is none."""
-    worker = [line[len(WORKER_ERROR_PREFIX):].strip() for line in lines if line.startswith(WORKER_ERROR_PREFIX)]
+    worker = worker_error(lines)
     if worker:
-        return worker[-1]
+        return worker
     seen_traceback = False
     found = None
     for line in lines:
