@@ -94,7 +94,12 @@ def test_eval_uses_the_same_flow(two_process_run, workdir):
     assert "mAP" in (workdir / "eval1" / "logs" / "workerlog.0").read_text()  # the direct run's output is logged too
 
 
-def _pids_of(job: str) -> list[int]:
+def _pids_of(job: str, workdir: Path) -> list[int]:
+    """Live processes of this test's run: `job` (relative) in their command line and their cwd in `workdir`.
+
+    The cwd check matters: another suite running at the same time on this machine starts runs with the
+    same relative job path, and matching the path alone found (and killed) its workers.
+    """
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -102,21 +107,22 @@ def _pids_of(job: str) -> list[int]:
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
             state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+            cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if job.encode() in cmdline and state not in ("Z", "X"):
+        if job.encode() in cmdline and state not in ("Z", "X") and Path(cwd) == workdir.resolve():
             found.append(int(entry.name))
     return found
 
 
-def _rank_pid(job: str, rank: int) -> int | None:
-    for pid in _pids_of(job):
+def _rank_pid(job: str, workdir: Path, rank: int) -> int | None:
+    for pid in _pids_of(job, workdir):
         try:
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if f"PADDLE_TRAINER_ID={rank}".encode() in env and b"trainctl.runner.worker" in Path(
-                f"/proc/{pid}/cmdline").read_bytes():
+        if f"PADDLE_TRAINER_ID={rank}".encode() in env and b"trainctl.runner.worker" in cmdline:
             return pid
     return None
 
@@ -143,7 +149,7 @@ def test_killed_worker_is_reported_and_nothing_is_left(workdir):
     try:
         log1 = workdir / "crash" / "logs" / "workerlog.1"
         _wait_for(lambda: log1.exists() and "rank 1 of 2" in log1.read_text(), what="rank 1 to start training")
-        victim = _rank_pid(job, 1)
+        victim = _rank_pid(job, workdir, 1)
         assert victim is not None
         os.kill(victim, signal.SIGKILL)
         out, err = proc.communicate(timeout=180)
@@ -156,7 +162,7 @@ def test_killed_worker_is_reported_and_nothing_is_left(workdir):
     assert "worker rank 1 (node 0, local rank 1) " in err, err[-3000:]
     assert "then rank 0 " in err, err[-3000:]
     assert "last lines of crash/logs/workerlog.1" in err and "  | " in err
-    assert _pids_of(job) == []
+    assert _pids_of(job, workdir) == []
     record = json.loads((workdir / "crash" / "run.json").read_text())
     assert record["status"] == "failed" and record["failure"]["rank"] == 1 and record["failure"]["code"] in (-9, None)
 
@@ -165,7 +171,7 @@ def test_sigterm_stops_every_worker(workdir):
     job = "stopped/job.json"
     proc = _start_long_run(workdir, "stopped")
     try:
-        _wait_for(lambda: _rank_pid(job, 0) and _rank_pid(job, 1), what="both workers")
+        _wait_for(lambda: _rank_pid(job, workdir, 0) and _rank_pid(job, workdir, 1), what="both workers")
         time.sleep(3)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
@@ -174,6 +180,6 @@ def test_sigterm_stops_every_worker(workdir):
             proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert "interrupted by SIGTERM; all workers stopped" in err
-    assert _pids_of(job) == []
+    assert _pids_of(job, workdir) == []
     record = json.loads((workdir / "stopped" / "run.json").read_text())
     assert record["status"] == "interrupted"
