@@ -10,36 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainctl import output
 from trainctl.errors import RuntimeFailure, UserError
 from trainctl.launch import lr as lrscale
+from trainctl.launch.options import TaskOptions  # the run lifecycle's options (also as flow.TaskOptions)
 from trainctl.launch.plan import LaunchOptions, Plan, PlanContext, build_plan, default_context, format_plan
-
-
-@dataclass
-class TaskOptions:
-    config: str
-    overrides: list[str] = field(default_factory=list)
-    eval_during_train: bool = False
-    resume: str | None = None
-    weights: str | None = None
-    amp: bool = False
-    output: str | None = None
-    no_pretrained: bool = False
-    sample_data: bool = False
-    no_data_check: bool = False
-    vdl: bool = False
-    keep_checkpoints: int | None = None  # train --keep N
-    seed: int | None = None  # train --seed S: rank r seeds python, numpy and paddle with S + r
-    max_restarts: int = 0  # train --max-restarts N: restart the whole job from the newest checkpoint
-    hang_timeout: float | None = None  # seconds; None: the default (progress.DEFAULT_HANG_TIMEOUT if world size > 1)
-    save_interval_iters: int | None = None  # train --save-interval-iters K
-    dry_run: str | None = None  # None, "text" or "json"
-    classwise: bool = False  # eval --classwise: per-class AP and PR curves
-    extras: object = None  # train: launch.train_extras.TrainExtras (AMP levels, fleet, to_static, profile, slim)
 
 
 def default_run_dir(task: str, config_name: str, output_dir: str | None) -> str:
