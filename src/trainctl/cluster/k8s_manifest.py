@@ -121,12 +121,17 @@ def suggest_name(text: str) -> str:
     return name[:50].rstrip("-")
 
 
+def _dns_name(value: str, pattern: re.Pattern, limit: int, problem: str, hint: str) -> str:
+    """`value` if it matches the DNS name rule `pattern` within `limit` characters, else UserError(problem)."""
+    if not pattern.fullmatch(value) or len(value) > limit:
+        raise UserError(problem, hint=hint)
+    return value
+
+
 def check_namespace(namespace: str) -> str:
-    if not DNS1123_LABEL.fullmatch(namespace) or len(namespace) > 63:
-        raise UserError(f"--namespace {namespace!r} is not a valid namespace name",
-                        hint="lowercase letters, digits and '-', starting and ending with a letter or digit, "
-                             "at most 63 characters (DNS-1123 label)")
-    return namespace
+    return _dns_name(namespace, DNS1123_LABEL, 63, f"--namespace {namespace!r} is not a valid namespace name",
+                     "lowercase letters, digits and '-', starting and ending with a letter or digit, "
+                     "at most 63 characters (DNS-1123 label)")
 
 
 def parse_mount(text: str, flag: str) -> Mount:
@@ -205,11 +210,9 @@ def parse_toleration(text: str) -> dict[str, str]:
 
 
 def check_secret_name(name: str) -> str:
-    if not DNS1123_SUBDOMAIN.fullmatch(name) or len(name) > 253:
-        raise UserError(f"--image-pull-secret {name!r} is not a valid Secret name",
-                        hint="lowercase letters, digits, '-' and '.', starting and ending with a letter or digit "
-                             "(DNS-1123 subdomain), e.g. --image-pull-secret registry-credentials")
-    return name
+    return _dns_name(name, DNS1123_SUBDOMAIN, 253, f"--image-pull-secret {name!r} is not a valid Secret name",
+                     "lowercase letters, digits, '-' and '.', starting and ending with a letter or digit "
+                     "(DNS-1123 subdomain), e.g. --image-pull-secret registry-credentials")
 
 
 def parse_quantity(text: str, flag: str) -> str:
