@@ -94,7 +94,7 @@ def cmd_render(args) -> int:
         lines.append(f"| {family} | `{config.removeprefix('configs/')}` | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Sources: `wheel` is paddledet 2.6.0 from PyPI with trainctl's shims (`runner/compat.py`);",
+        "Sources: `wheel` is paddledet 2.6.0 from PyPI with trainctl's shims (`runner/compat/`);",
         "`release-2.7.1` and `develop` are PaddleDetection checkouts picked with `--ppdet DIR` or `TRAINCTL_PPDET`",
         "(docs/install.md). Which to pick: a checkout (develop or release-2.7.1) for RT-DETR, which the wheel does",
         "not have, and to export Faster/Mask R-CNN (train and evaluate on the wheel work; `trainctl export --ppdet DIR`",

@@ -14,8 +14,8 @@ Each pod is a network namespace (tests/netns_pair.py) with what the pod would ha
                no --ifname (trainctl's gloo preset takes the default route's interface).
 
 Both run the command of the PaddleJob that `trainctl k8s-manifest -c roadsign_cpu_smoke.yml
---nodes 2 --gpus-per-node 0 --output-pvc ...` writes (`trainctl train -c roadsign_cpu_smoke.yml
---launcher kubeflow --resume auto --device cpu --output <volume>/<job> -o ...`, the manifest
+--nodes 2 --gpus-per-node 0 --output-pvc ...` writes (`trainctl train --config roadsign_cpu_smoke.yml
+--launcher kubeflow --resume auto --device cpu --output <volume>/<job> --override ...`, the manifest
 validated as in tests/k8s_schema.py), in its working directory, into one shared run directory
 (the ReadWriteMany output volume). The manifest's downward-API variables (TRAINCTL_POD_NAME/IP)
 are left out on purpose: the pods find their index in their hostname and their address in
@@ -141,7 +141,7 @@ def _generated_container(workdir: Path, data: Path) -> dict:
     job = yaml.safe_load(proc.stdout)
     k8s_schema.validate(job)
     (container,) = job["spec"]["paddleReplicaSpecs"]["Worker"]["template"]["spec"]["containers"]
-    assert container["args"][:7] == ["train", "-c", "roadsign_cpu_smoke.yml", "--launcher", "kubeflow",
+    assert container["args"][:7] == ["train", "--config", "roadsign_cpu_smoke.yml", "--launcher", "kubeflow",
                                      "--resume", "auto"]
     return container
 

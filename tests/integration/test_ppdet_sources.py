@@ -4,7 +4,7 @@ Three sources, one session fixture each (trained once, then evaluated, exported 
 inference both ways), each reached by a different part of the rule:
 
 - the paddledet 2.6.0 wheel: started from an unrelated directory, with release-2.7.1's roadsign
-  config (whose `MultiClassNMS: cpu: True` the wheel lacks: runner/compat.py drops it);
+  config (whose `MultiClassNMS: cpu: True` the wheel lacks: runner/compat/config_keys.py drops it);
 - release-2.7.1: the tutorial inside the tree (`trainctl data sample`, then train from its root
   with its relative `_BASE_`, `dataset/` and `output/` paths): the checkout containing the cwd;
 - develop: from outside the tree with `--ppdet DIR`, trained with `--nproc 2` (paddle launch,

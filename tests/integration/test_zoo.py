@@ -3,7 +3,7 @@
 For each (family, source): train 2 iterations at small input on one shared COCO sample
 (`trainctl data sample --format coco`), eval, export (paddle 3's new IR: model.json),
 `infer --model-dir` on the export. Sources: the paddledet 2.6.0 wheel (with develop's config
-files, trainctl's shims in runner/compat.py) and the develop checkout (`TRAINCTL_PPDET`).
+files, trainctl's shims in runner/compat/) and the develop checkout (`TRAINCTL_PPDET`).
 The cases here are a CI-sized subset of those measured to pass (docs/models.md has all);
 `python scripts/zoo_matrix.py run` runs every (family, source) the same way.
 
@@ -37,7 +37,7 @@ DEVELOP = TREES / "develop"
 TOL = 1e-4
 
 CASES = [  # CI-sized: every other measured (family, source) is in docs/models.md (scripts/zoo_matrix.py)
-    ("PP-YOLOE+", "wheel"),  # the assigner shims (train) and the new-IR NMS shim (export) of runner/compat.py
+    ("PP-YOLOE+", "wheel"),  # the assigner shims (train) and the new-IR NMS shim (export) of runner/compat/
     ("YOLOX", "wheel"),  # infer_cfg.yml's Pad step (runner/preprocess_ops.py)
     ("SSDLite", "wheel"),  # the ssd_loss shim (train), prior_box's new-IR branch (export)
     ("GFL", "wheel"),  # the gfocal_loss shim

@@ -164,8 +164,9 @@ def test_slurm_script_command(capsys, tmp_path, monkeypatch):
                          "--time", "01:00:00", "--", "--net", "rdma", "-o", "epoch=3")
     assert code == 0, err
     assert "#SBATCH --nodes=2" in out and "#SBATCH --gres=gpu:4" in out and f"cd {tmp_path}" in out
+    # the train arguments as train's parser read them, written again by cli.forward.option_words
     assert shlex.split(out.splitlines()[-1])[-13:] == ["-m", "trainctl", "train", "--launcher", "slurm", "--resume", "auto",
-                                                        "-c", "roadsign.yml", "--net", "rdma", "-o", "epoch=3"]
+                                                        "-c", "roadsign.yml", "--override", "epoch=3", "--net", "rdma"]
     code, out, err = run(capsys, "slurm-script", "--nodes", "2", "--gpus-per-node", "4", "-c", "roadsign.yml",
                          "--max-restarts", "3")
     assert code == 0 and shlex.split(out.splitlines()[-1])[-5:] == ["auto", "--max-restarts", "3", "-c", "roadsign.yml"]
@@ -174,6 +175,12 @@ def test_slurm_script_command(capsys, tmp_path, monkeypatch):
     code, _, err = run(capsys, "slurm-script", "--nodes", "2", "--gpus-per-node", "1", "-c", "roadsign.yml",
                        "--node-rank", "1")
     assert code == 2 and "set by Slurm" in err
+    code, out, err = run(capsys, "slurm-script", "--nodes", "2", "--gpus-per-node", "1", "-c", "roadsign.yml",
+                         "--", "--evl")
+    assert code == 2 and out == "" and "--evl" in err  # a typo fails here, not on the cluster
+    code, _, err = run(capsys, "slurm-script", "--nodes", "2", "--gpus-per-node", "1", "-c", "roadsign.yml",
+                       "--", "-c", "other.yml")
+    assert code == 2 and "given twice" in err
     code, _, err = run(capsys, "slurm-script", "--nodes", "1", "--gpus-per-node", "0", "-c", "roadsign.yml",
                        "--out", "job.sbatch")
     assert code == 0 and (tmp_path / "job.sbatch").read_text().startswith("#!/bin/bash")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trainctl.errors import UserError
-from trainctl.core import ppdet_source
+from trainctl.core import ppdet_checks
 from trainctl.core.ppdet_source import PpdetSource
 
 
@@ -19,19 +19,19 @@ def _tree(tmp_path, classes):
 def test_config_classes_are_architecture_and_class_sections():
     data = {"architecture": "DETR", "DETR": {"backbone": "PResNet"}, "HybridEncoder": {"hidden_dim": 256},
             "TrainReader": {"batch_size": 2}, "EvalDataset": {"name": "COCODataSet"}, "num_classes": 4, "use_gpu": False}
-    assert ppdet_source.config_classes(data) == ["DETR", "HybridEncoder"]
+    assert ppdet_checks.config_classes(data) == ["DETR", "HybridEncoder"]
 
 
 def test_missing_model_classes_refused_in_one_line(tmp_path):
     src = _tree(tmp_path, ["DETR", "YOLOv3"])
     data = {"architecture": "DETR", "HybridEncoder": {}, "RTDETRTransformer": {}}
     with pytest.raises(UserError) as err:
-        ppdet_source.check_config_classes(src, data, "rtdetr_r18vd_6x_coco")
+        ppdet_checks.check_config_classes(src, data, "rtdetr_r18vd_6x_coco")
     assert err.value.exit_code == 2
     assert err.value.one_line() == ("rtdetr_r18vd_6x_coco needs HybridEncoder, RTDETRTransformer, which paddledet 2.6.0, "
                                     "installed does not have; use a PaddleDetection checkout that has it: --ppdet DIR "
                                     "(release-2.7.1 or develop; docs/models.md)")
-    ppdet_source.check_config_classes(src, {"architecture": "YOLOv3"}, "yolov3")  # has it: no error
+    ppdet_checks.check_config_classes(src, {"architecture": "YOLOv3"}, "yolov3")  # has it: no error
 
 
 def test_rtdetr_on_the_wheel_is_refused_before_launch(tmp_path):

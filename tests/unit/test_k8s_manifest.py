@@ -93,9 +93,9 @@ def test_gpu_job_with_volumes_overrides_and_train_flags(crd_validator, capsys):
     assert list(job["spec"]["paddleReplicaSpecs"]) == ["Worker"]  # collective: no Master replica
     c = container_of(job)
     assert c["name"] == "paddle" and c["image"] == IMAGE and c["command"] == ["trainctl"]
-    assert c["args"] == ["train", "-c", "roadsign.yml", "--launcher", "kubeflow", "--resume", "auto",
+    assert c["args"] == ["train", "--config", "roadsign.yml", "--launcher", "kubeflow", "--resume", "auto",
                          "--gpus", "0,1,2,3,4,5,6,7", "--output", "/output/rs-big", "--env", "NCCL_DEBUG=WARN",
-                         "-o", "epoch=3", "-o", "TrainReader.batch_size=4", "--eval", "--keep", "3"]
+                         "--override", "epoch=3", "--override", "TrainReader.batch_size=4", "--eval", "--keep", "3"]
     assert c["ports"] == [{"name": "master", "containerPort": 37777}]
     assert c["resources"] == {"limits": {"nvidia.com/gpu": 8}}
     assert "securityContext" not in c  # no RDMA, no IPC_LOCK
@@ -166,6 +166,43 @@ def test_cpu_job_tcp_and_presets(crd_validator, capsys, tmp_path):
     assert (env["NCCL_IB_DISABLE"], env["NCCL_SOCKET_NTHREADS"], env["NCCL_DEBUG"]) == ("1", "4", "INFO")
 
 
+
+def test_scheduling_flags(crd_validator, capsys):
+    """--node-selector, --toleration, --image-pull-secret, --cpu, --memory: in the pod template, valid for the CRD
+    and Kubernetes; the schema itself refuses what these checks refuse (a quantity, a misspelt field)."""
+    job, _, _ = manifest(
+        capsys, "-c", "roadsign.yml", "--nodes", "2", "--gpus-per-node", "8", "--image", IMAGE, "--output-pvc", "o:/o",
+        "--node-selector", "nvidia.com/gpu.product=NVIDIA-A100-SXM4-80GB", "--node-selector", "pool=train",
+        "--toleration", "nvidia.com/gpu:NoSchedule", "--toleration", "dedicated=training:NoExecute",
+        "--image-pull-secret", "registry-credentials", "--image-pull-secret", "mirror.creds",
+        "--image-pull-secret", "registry-credentials", "--cpu", "7500m", "--memory", "64Gi")
+    validate(job, crd_validator)
+    spec = job["spec"]["paddleReplicaSpecs"]["Worker"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB", "pool": "train"}
+    assert spec["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "dedicated", "operator": "Equal", "value": "training", "effect": "NoExecute"}]
+    assert spec["imagePullSecrets"] == [{"name": "registry-credentials"}, {"name": "mirror.creds"}]  # once each
+    assert container_of(job)["resources"] == {"limits": {"nvidia.com/gpu": 8, "cpu": "7500m", "memory": "64Gi"},
+                                              "requests": {"cpu": "7500m", "memory": "64Gi"}}
+    # CPU only: requests and limits without a GPU; no flag, no field
+    job, _, _ = manifest(capsys, "-c", "roadsign_cpu_smoke.yml", "--nodes", "1", "--gpus-per-node", "0",
+                         "--image", IMAGE, "--cpu", "2", "--memory", "1.5e9")
+    validate(job, crd_validator)
+    assert container_of(job)["resources"] == {"limits": {"cpu": "2", "memory": "1.5e9"},
+                                              "requests": {"cpu": "2", "memory": "1.5e9"}}
+    assert not {"nodeSelector", "tolerations", "imagePullSecrets"} & set(
+        job["spec"]["paddleReplicaSpecs"]["Worker"]["template"]["spec"])
+    # control: the schemas refuse a quantity the CRD's pattern does not match and a misspelt toleration field
+    bad = copy.deepcopy(job)
+    container_of(bad)["resources"]["requests"]["memory"] = "64 GB"
+    with pytest.raises(AssertionError, match="memory"):
+        validate(bad, crd_validator)
+    bad = copy.deepcopy(job)
+    bad["spec"]["paddleReplicaSpecs"]["Worker"]["template"]["spec"]["tolerations"] = [{"key": "a", "effects": "x"}]
+    with pytest.raises(AssertionError, match="effects"):
+        validate(bad, crd_validator)
+
 @pytest.mark.parametrize("args, words", [
     (["--name", "Road_Sign"], ["not a valid PaddleJob name", "road-sign"]),
     (["--name", "9lives"], ["DNS-1035"]),
@@ -185,6 +222,20 @@ def test_cpu_job_tcp_and_presets(crd_validator, capsys, tmp_path):
     (["--", "--nnodes", "2"], ["--nnodes is set by the manifest"]),
     (["--", "--evl"], ["--evl"]),
     (["-c", "roadsgn.yml"], ["roadsign.yml"]),
+    (["--node-selector", "gpu"], ["is not KEY=VALUE"]),
+    (["--node-selector", "bad key=x"], ["not a valid label key"]),
+    (["--node-selector", "Example.com/gpu=x"], ["not a valid label key"]),
+    (["--node-selector", "pool=" + "v" * 64], ["not a valid label value"]),
+    (["--node-selector", "pool=a", "--node-selector", "pool=b"], ["given twice"]),
+    (["--toleration", "gpu"], ["KEY[=VALUE]:EFFECT", "NoSchedule"]),
+    (["--toleration", "gpu:Never"], ["NoExecute"]),
+    (["--toleration", "=x:NoSchedule"], ["not a valid label key"]),
+    (["--image-pull-secret", "My_Secret"], ["not a valid Secret name"]),
+    (["--cpu", "eight"], ["not a Kubernetes quantity", "7500m"]),
+    (["--cpu", "-2"], ["not a Kubernetes quantity"]),
+    (["--cpu", "0"], ["less than 1m"]),
+    (["--memory", "64"], ["64 bytes", "give a unit"]),
+    (["--memory", "64 GB"], ["not a Kubernetes quantity"]),
 ])
 def test_bad_input_is_exit_2_before_any_yaml(capsys, args, words):
     split = args.index("--") if "--" in args else len(args)

@@ -15,6 +15,7 @@ from trainctl.cluster.hostfile import parse_hostfile_text
 from trainctl.cluster.preflight import ProbeResult, evaluate, probe_command, probe_payload
 from trainctl.cluster.ssh import plan_fanout
 from trainctl.errors import UserError
+from trainctl.core import ppdet_checks as checks
 from trainctl.core import ppdet_source as ps
 
 
@@ -113,7 +114,7 @@ SCANNED = {
 
 def test_scan_follows_what_import_ppdet_runs(tmp_path):
     t = make_tree(tmp_path / "t", SCANNED)
-    found = ps.scan_imports(str(t / "ppdet"))
+    found = checks.scan_imports(str(t / "ppdet"))
     assert found == ["PIL", "cv2", "numpy", "paddle", "scipy", "yaml"]  # not optional, lazy, unreached or stdlib
 
 
@@ -121,15 +122,15 @@ def test_missing_modules_cached_and_rescanned_after_an_edit(tmp_path, monkeypatc
     monkeypatch.setenv("TRAINCTL_CACHE", str(tmp_path / "cache"))
     t = make_tree(tmp_path / "t", {"ppdet/core/__init__.py": "import numpy\nimport yaml\n"})
     src = ps.choose(str(t), {}, str(tmp_path))
-    assert ps.missing_modules(src) == []
+    assert checks.missing_modules(src) == []
     assert len(list((tmp_path / "cache" / "ppdet-imports").iterdir())) == 1
     calls = []
-    monkeypatch.setattr(ps, "scan_imports", lambda d: calls.append(d) or ["numpy"])
-    assert ps.missing_modules(src) == [] and calls == []  # served from the cache
+    monkeypatch.setattr(checks, "scan_imports", lambda d: calls.append(d) or ["numpy"])
+    assert checks.missing_modules(src) == [] and calls == []  # served from the cache
     monkeypatch.undo()
     monkeypatch.setenv("TRAINCTL_CACHE", str(tmp_path / "cache"))
     (t / "ppdet" / "core" / "__init__.py").write_text("import numpy\nimport some_missing_module\n")
-    assert ps.missing_modules(src) == ["some_missing_module"]
+    assert checks.missing_modules(src) == ["some_missing_module"]
 
 
 def test_check_importable_one_line_with_the_install_command(tmp_path, monkeypatch):
@@ -138,7 +139,7 @@ def test_check_importable_one_line_with_the_install_command(tmp_path, monkeypatc
     (t / "requirements.txt").write_text("numpy < 2.0\nimgaug_missing_x>=0.4.0\nsklearn==0.0\n# comment\n")
     src = ps.choose(str(t), {}, str(tmp_path))
     with pytest.raises(UserError) as info:
-        ps.check_importable(src)
+        checks.check_importable(src)
     line = info.value.one_line()
     assert "\n" not in line
     assert f"ppdet from source {t} (chosen by --ppdet) cannot be imported: missing modules cv2_missing_y, " \
@@ -151,11 +152,11 @@ def test_install_command_names_packages_not_modules(tmp_path):
     t = make_tree(tmp_path / "t")
     (t / "requirements.txt").write_text("opencv-python <= 4.6.0\nPyYAML\nsklearn==0.0\nimgaug>=0.4.0\n")
     src = ps.choose(str(t), {}, str(tmp_path))
-    command = ps.install_command(src, ["cv2", "yaml", "sklearn", "imgaug", "paddle"])
+    command = checks.install_command(src, ["cv2", "yaml", "sklearn", "imgaug", "paddle"])
     assert command.startswith("pip install 'opencv-python<=4.6.0' PyYAML scikit-learn 'imgaug>=0.4.0' "
                               "paddlepaddle 'numpy<1.24'")
     wheel = ps.PpdetSource("installed", str(tmp_path), "x", "2.6.0")
-    assert ps.install_command(wheel, ["sklearn"]) == "pip install scikit-learn"
+    assert checks.install_command(wheel, ["sklearn"]) == "pip install scikit-learn"
 
 
 def test_worker_env_and_activate(tmp_path, monkeypatch):

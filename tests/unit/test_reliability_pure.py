@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from trainctl.launch import flow, progress
+from trainctl.launch import attempts, progress
 from trainctl.launch.executor import ExecResult
 from trainctl.runner import checkpoint
 
@@ -155,11 +155,11 @@ def test_backoff_and_what_is_restarted():
         launcher = "paddle"
 
     crash = ExecResult(exit_code=1, status="failed", failed_rank=1, failed_code=-9)
-    assert flow._should_restart(crash, _Plan, 0, 1)
-    assert not flow._should_restart(crash, _Plan, 1, 1)  # budget spent
-    assert not flow._should_restart(ExecResult(exit_code=130, status="interrupted"), _Plan, 0, 3)
+    assert attempts.should_restart(crash, _Plan, 0, 1)
+    assert not attempts.should_restart(crash, _Plan, 1, 1)  # budget spent
+    assert not attempts.should_restart(ExecResult(exit_code=130, status="interrupted"), _Plan, 0, 3)
     user = ExecResult(exit_code=1, status="failed", failed_code=2, worker_error="bad annotation x.xml; fix it")
-    assert not flow._should_restart(user, _Plan, 0, 3)
+    assert not attempts.should_restart(user, _Plan, 0, 3)
 
 
 def test_cause_line_from_the_log_tail():
@@ -175,9 +175,9 @@ def test_earlier_attempts_are_kept_and_an_unfinished_one_is_lost(tmp_path):
     record.write_text(json.dumps({"attempts": [
         {"attempt": 1, "start_time": "a", "end_time": "b", "status": "failed"},
         {"attempt": 2, "start_time": "c", "resumed_from": {"name": "0"}}]}))
-    earlier = flow._earlier_attempts(record)
+    earlier = attempts.earlier_attempts(record)
     assert [a["attempt"] for a in earlier] == [1, 2] and earlier[1]["status"] == "lost"
-    assert flow._earlier_attempts(tmp_path / "missing.json") == []
+    assert attempts.earlier_attempts(tmp_path / "missing.json") == []
 
 
 def test_archive_logs_moves_files_and_points_the_record_there(tmp_path):
@@ -186,7 +186,7 @@ def test_archive_logs_moves_files_and_points_the_record_there(tmp_path):
     (logs / "workerlog.0").write_text("a")
     (logs / "launcher.log").write_text("b")
     entry = {"failure": {"log": "run/logs/workerlog.0"}}
-    flow._archive_logs(logs, 1, entry)
+    attempts.archive_logs(logs, 1, entry)
     assert sorted(p.name for p in (logs / "attempt1").iterdir()) == ["launcher.log", "workerlog.0"]
     assert entry["failure"]["log"] == "run/logs/attempt1/workerlog.0"
     assert sorted(p.name for p in logs.iterdir()) == ["attempt1"]

@@ -162,6 +162,7 @@ def test_sbatch_script_cpu_adds_device_cpu():
 
 def test_sbatch_script_resumes_and_restarts_like_the_k8s_manifest():
     """A requeued Slurm job continues from the newest checkpoint (--resume auto), as a restarted PaddleJob pod does."""
+    from trainctl.cli.forward import train_words as pod_words_of
     from trainctl.cluster.k8s_manifest import ManifestSpec, build
 
     def train_words(**kw):
@@ -171,7 +172,7 @@ def test_sbatch_script_resumes_and_restarts_like_the_k8s_manifest():
 
     words = train_words(train_args=["-c", "x.yml"], max_restarts=3)
     assert words[words.index("--resume") + 1] == "auto" and words[words.index("--max-restarts") + 1] == "3"
-    job = build(ManifestSpec(config="x.yml", nodes=2, gpus_per_node=4, image="img", name="j")).data
+    job = build(ManifestSpec(config="x.yml", nodes=2, gpus_per_node=4, image="img", name="j"), pod_words_of).data
     container = job["spec"]["paddleReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
     pod_words = [*container.get("command", []), *container.get("args", [])]
     assert pod_words[pod_words.index("--resume") + 1] == "auto"  # both resume the same way

@@ -1,6 +1,15 @@
-"""A command's own flags back as command-line words (for the ssh fan-out and `trainctl smoke`'s stages)."""
+"""Options back as command-line words: the one place that writes a `trainctl train` command line.
+
+`option_words` turns one option's value into words; `given_flags` a command's given options
+(the ssh fan-out, `trainctl smoke`'s stages); `train_words` a set of `trainctl train` option
+values (the pods of `trainctl k8s-manifest`); `train_args_words` the train arguments a user
+passes through (`k8s-manifest ... -- ARGS`, `slurm-script ... ARGS`), parsed by train's own
+parser first.
+"""
 
 from __future__ import annotations
+
+from typing import Any, Mapping
 
 import click
 from click.core import ParameterSource
@@ -71,3 +80,32 @@ def given_flags(ctx: click.Context) -> GivenFlags:
             continue
         words.append((param.name, tuple(option_words(param, ctx.params[param.name]))))
     return GivenFlags(params=dict(ctx.params), words=tuple(words), given=frozenset(given))
+
+
+def _train_options() -> dict[str, click.Option]:
+    from trainctl.cli.train import train
+
+    return {p.name: p for p in train.params if isinstance(p, click.Option)}
+
+
+def train_words(values: Mapping[str, Any]) -> list[str]:
+    """`trainctl train` words for these option values (by parameter name), in the order given; an
+    option at its default gives no words."""
+    params = _train_options()
+    words: list[str] = []
+    for name, value in values.items():
+        param = params[name]
+        if value != param.default:
+            words += option_words(param, value)
+    return words
+
+
+def train_args_words(config: str, args: list[str]) -> list[str]:
+    """Arguments for `trainctl train -c CONFIG` as a user passes them through, parsed by train's
+    own parser (a typo or a bad value is a UsageError here, exit 2, not on the cluster) and written
+    again by `option_words`: the options given, in train's order, without -c (the caller's)."""
+    from trainctl.cli.train import ppdet_style_overrides, train
+
+    ctx = train.make_context("train", ["-c", config, *args])
+    ctx.params["overrides"] = tuple(ppdet_style_overrides(ctx.params["overrides"], ctx.params["extra_overrides"]))
+    return [w for name, words in given_flags(ctx).words if name != "config" for w in words]

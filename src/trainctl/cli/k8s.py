@@ -31,20 +31,28 @@ from trainctl.cli.options import network_options
 @click.option("--workdir", default="/workspace", show_default=True,
               help="Working directory in the pods (relative paths of the config start here).")
 @click.option("--env", "env", multiple=True, metavar="KEY=VAL", help="Worker environment variable (repeatable).")
+@click.option("--node-selector", "node_selector", multiple=True, metavar="KEY=VALUE",
+              help="Schedule the pods only on nodes with this label (nodeSelector; repeatable).")
+@click.option("--toleration", "tolerations", multiple=True, metavar="KEY[=VALUE]:EFFECT",
+              help="Tolerate this taint (EFFECT: NoSchedule, PreferNoSchedule or NoExecute; repeatable).")
+@click.option("--image-pull-secret", "image_pull_secrets", multiple=True, metavar="NAME",
+              help="Secret with the credentials of a private registry (imagePullSecrets; repeatable).")
+@click.option("--cpu", metavar="QUANTITY", help="CPUs per pod, request and limit (e.g. 8, 7500m).")
+@click.option("--memory", metavar="QUANTITY", help="Memory per pod, request and limit (e.g. 64Gi); /dev/shm counts.")
 @click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Config override for the pods' trainctl train (repeatable).")
 @click.option("--apply", "apply_", is_flag=True, help="Pipe the manifest to `kubectl apply -f -` instead of printing it.")
 @click.option("--out", "out_file", metavar="FILE", help="Write the manifest to FILE instead of printing it.")
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
-def k8s_manifest(config, nodes, gpus_per_node, image, name, namespace, data_pvc, output_pvc, net, ifname, hca,
-                 gid_index, gdr_level, nccl_debug, rdma_resource, host_network, privileged, port, workdir, env,
-                 overrides, apply_, out_file, train_args) -> None:
+def k8s_manifest(config, nodes, gpus_per_node, image, name, namespace, data_pvc, output_pvc, rdma_resource,
+                 host_network, privileged, port, workdir, env, node_selector, tolerations, image_pull_secrets, cpu,
+                 memory, overrides, apply_, out_file, train_args, **network) -> None:
     """Print a Kubeflow PaddleJob whose pods run `trainctl train` together.
 
     Each pod runs `trainctl train -c CONFIG --launcher kubeflow --resume auto` with the
     GPUs, network preset and overrides given here, so a pod that Kubernetes restarts
     (restartPolicy OnFailure) continues from the newest complete checkpoint in the
-    output volume. Arguments after `--` go to `trainctl train` as they are.
+    output volume. Arguments after `--` go to `trainctl train` (checked by its parser here).
 
     \b
     Examples:
@@ -53,22 +61,27 @@ def k8s_manifest(config, nodes, gpus_per_node, image, name, namespace, data_pvc,
       kubectl apply -f job.yaml
       trainctl k8s-manifest -c roadsign.yml --nodes 4 --gpus-per-node 8 --image IMAGE --net rdma \\
           --rdma-resource rdma/hca_shared_devices_a --output-pvc out:/output --apply -- --eval --keep 3
+      trainctl k8s-manifest -c roadsign.yml --nodes 2 --gpus-per-node 8 --image IMAGE --output-pvc out:/output \\
+          --node-selector nvidia.com/gpu.product=NVIDIA-A100-SXM4-80GB --toleration nvidia.com/gpu:NoSchedule \\
+          --image-pull-secret registry-credentials --cpu 32 --memory 256Gi
     """
     from trainctl import __version__, output
+    from trainctl.cli.forward import train_words
     from trainctl.cluster import k8s_manifest as k8s
+    from trainctl.launch.options import NETWORK_FIELDS
 
-    args = [a for a in train_args if a != "--"]
-    _check_train_args(config, args)
     spec = k8s.ManifestSpec(
         config=config, nodes=nodes, gpus_per_node=gpus_per_node, image=image,
         name=name if name is not None else _default_name(config), namespace=namespace,
         data=k8s.parse_mount(data_pvc, "--data-pvc") if data_pvc else None,
         output=k8s.parse_mount(output_pvc, "--output-pvc") if output_pvc else None,
-        net=net, ifname=ifname, hca=hca, gid_index=gid_index, gdr_level=gdr_level, nccl_debug=nccl_debug,
+        **{field: network[field] for field in NETWORK_FIELDS},
         host_network=host_network, rdma_resource=rdma_resource, privileged=privileged, port=port,
-        workdir=workdir, overrides=list(overrides), env=tuple(env), train_args=args,
+        workdir=workdir, overrides=list(overrides), env=tuple(env), train_args=_train_args(config, train_args),
+        node_selector=tuple(node_selector), tolerations=tuple(tolerations),
+        image_pull_secrets=tuple(image_pull_secrets), cpu=cpu, memory=memory,
     )
-    manifest = k8s.build(spec)
+    manifest = k8s.build(spec, train_words)
     _check_config(spec)
     text = k8s.to_yaml(manifest, spec, __version__)
     for note in manifest.notes:
@@ -100,15 +113,14 @@ SET_BY_MANIFEST = ("nnodes", "node_rank", "master", "host", "ips", "hostfile", "
                    "gpus", "device", "nproc", "config", "dry_run", "sample_data")
 
 
-def _check_train_args(config: str, args: list[str]) -> None:
-    """Flags after `--` must be `trainctl train` flags the manifest does not set itself (checked by train's parser)."""
-    from trainctl.cli.forward import refuse_flags
+def _train_args(config: str, train_args: tuple[str, ...]) -> list[str]:
+    """The arguments after `--`: `trainctl train` flags the manifest does not set itself, parsed by
+    train's parser (a typo fails here, exit 2, not in the pods) and written again as words."""
+    from trainctl.cli.forward import refuse_flags, train_args_words
 
+    args = [a for a in train_args if a != "--"]
     refuse_flags(args, SET_BY_MANIFEST, "is set by the manifest", "drop {flag} from the arguments after --")
-    if args:
-        from trainctl.cli.train import train
-
-        train.make_context("train", ["-c", config, *args])  # a typo fails here (exit 2), not in the pods
+    return train_args_words(config, args) if args else []
 
 
 def _check_config(spec) -> None:

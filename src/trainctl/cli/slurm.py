@@ -29,7 +29,7 @@ def slurm_script(nodes, gpus_per_node, config, time_limit, partition, account, c
                  python, master_port, max_restarts, out_file, train_args) -> None:
     """Print an sbatch script that runs `trainctl train` on every node of an allocation.
 
-    Arguments after the options are passed to `trainctl train` unchanged. Inside
+    Arguments after the options go to `trainctl train` (checked by its parser here). Inside
     the job, each node's trainctl reads its rank, the node count, the master (the
     first node) and its GPUs from Slurm (--launcher slurm). The command resumes with
     --resume auto (unless you pass --resume after --), so a requeued job continues
@@ -43,7 +43,7 @@ def slurm_script(nodes, gpus_per_node, config, time_limit, partition, account, c
       trainctl slurm-script --nodes 4 --gpus-per-node 8 -c roadsign.yml --max-restarts 3 -- --save-interval-iters 500
     """
     from trainctl import output
-    from trainctl.cli.forward import refuse_flags
+    from trainctl.cli.forward import refuse_flags, train_args_words
     from trainctl.cluster.options import NODE_PARAMS
     from trainctl.config import find_config
     from trainctl.fsutil import atomic_write_text
@@ -53,6 +53,9 @@ def slurm_script(nodes, gpus_per_node, config, time_limit, partition, account, c
     args = [a for a in train_args if a != "--"]
     refuse_flags(args, NODE_PARAMS + ("hostfile", "hosts", "launcher"), "is set by Slurm in the script",
                  "drop {flag} from the train arguments")
+    refuse_flags(args, ("config",), "is given twice (slurm-script's own -c and a train argument)",
+                 "give the config once: slurm-script -c CONFIG")
+    args = train_args_words(config, args)  # a typo fails here (exit 2), not on the cluster
     name = job_name or f"trainctl-{Path(config).stem}"
     text = sbatch_script(
         nodes=nodes, gpus_per_node=gpus_per_node, train_args=["-c", config, *args],

@@ -125,18 +125,14 @@ def train_options(output_help: str = "Run directory (default output/<config name
     return decorate
 
 
-TRAIN_FLAGS = ("eval_during_train", "resume", "weights", "amp", "output", "no_pretrained", "sample_data",
-               "no_data_check", "vdl", "keep_checkpoints", "seed", "max_restarts", "hang_timeout", "save_interval_iters")
-
-
 def task_options(config, overrides, kwargs: dict):
-    """flow.TaskOptions from train's flags (popped from kwargs; what is left are the launch flags)."""
-    from trainctl.launch import flow
+    """launch.options.TaskOptions from train's flags (popped from kwargs; what is left are the launch flags)."""
+    from trainctl.launch.options import TASK_FLAGS, TaskOptions
 
-    values = {name: kwargs.pop(name) for name in TRAIN_FLAGS if name in kwargs}
+    values = {name: kwargs.pop(name) for name in TASK_FLAGS if name in kwargs}
     if "hang_timeout" in values:
         values["hang_timeout"] = _duration(values["hang_timeout"])
-    return flow.TaskOptions(config=config, overrides=list(overrides), dry_run=kwargs.pop("dry_run"), **values)
+    return TaskOptions(config=config, overrides=list(overrides), dry_run=kwargs.pop("dry_run"), **values)
 
 
 @click.command("train", context_settings={"max_content_width": 100})

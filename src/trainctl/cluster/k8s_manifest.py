@@ -4,8 +4,8 @@ The job (apiVersion kubeflow.org/v1, kind PaddleJob; training-operator release-1
 only Worker replicas (collective mode), restartPolicy OnFailure, the container `paddle`
 with the port named `master` (37777 unless --port), and each pod runs
 
-    trainctl train -c CONFIG --launcher kubeflow --resume auto [--gpus 0..G-1 | --device cpu]
-        [--net PRESET ...] [--output MOUNT/<job>] [-o KEY=VALUE ...]
+    trainctl train --config CONFIG --launcher kubeflow --resume auto [--gpus 0..G-1 | --device cpu]
+        [--net PRESET ...] [--output MOUNT/<job>] [--env KEY=VAL ...] [--override KEY=VALUE ...] [ARGS]
 
 so a pod that OnFailure restarts continues from the newest complete checkpoint in the
 output volume. GPUs are `nvidia.com/gpu` limits; /dev/shm is a memory-backed emptyDir
@@ -17,6 +17,11 @@ nothing about the cluster's nodes); the host-dependent ones (interface, HCA port
 everything of `--net auto` are chosen by trainctl inside each pod from that pod's /sys,
 since the pods run with the same --net. For RDMA the pods get IPC_LOCK (verbs pin
 memory) and the device plugin's resource (--rdma-resource) and/or the host's network.
+Scheduling goes into the pod template as given, checked as the API server would check it:
+--node-selector (nodeSelector), --toleration (tolerations), --image-pull-secret
+(imagePullSecrets), --cpu and --memory (the container's requests and limits, alike). The
+pods' `trainctl train` words are written by cli.forward.train_words from the option values
+(`pod_train_options`), the one function that writes train's command line.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 from trainctl.errors import UserError
 from trainctl.launch import netpresets
-from trainctl.launch.options import NetworkOptions
+from trainctl.launch.options import NETWORK_FIELDS, NetworkOptions
 
 API_VERSION = "kubeflow.org/v1"
 KIND = "PaddleJob"
@@ -44,6 +50,14 @@ DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 # an extended resource name: <DNS-1123 subdomain>/<name>, as device plugins advertise them
 RESOURCE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/"
                            r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+# a label key's name part and a label value (Kubernetes' qualified name rule, at most 63 characters)
+LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# a Kubernetes quantity without a sign (the CRD's pattern for resources, which also allows + and -)
+QUANTITY = re.compile(r"(?P<number>[0-9]+(\.[0-9]*)?|\.[0-9]+)"
+                      r"(?P<suffix>[KMGTPE]i|[numkMGTPE]|[eE][+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+))?")
+QUANTITY_SUFFIXES = {"": 1, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+                     "E": 1e18, **{s + "i": 1024 ** (i + 1) for i, s in enumerate("KMGTPE")}}
 
 
 @dataclass(frozen=True)
@@ -71,7 +85,12 @@ class ManifestSpec(NetworkOptions):
     workdir: str = DEFAULT_WORKDIR
     overrides: list[str] = field(default_factory=list)
     env: tuple[str, ...] = ()  # --env KEY=VAL for the workers (passed to trainctl train)
-    train_args: list[str] = field(default_factory=list)  # more `trainctl train` flags, checked by the caller
+    node_selector: tuple[str, ...] = ()  # --node-selector KEY=VALUE
+    tolerations: tuple[str, ...] = ()  # --toleration KEY[=VALUE]:EFFECT
+    image_pull_secrets: tuple[str, ...] = ()  # --image-pull-secret NAME
+    cpu: str | None = None  # --cpu QUANTITY: the container's CPU request and limit
+    memory: str | None = None  # --memory QUANTITY: its memory request and limit
+    train_args: list[str] = field(default_factory=list)  # more `trainctl train` words (cli.forward.train_args_words)
 
 
 # ---------------------------------------------------------------- checks
@@ -102,12 +121,17 @@ def suggest_name(text: str) -> str:
     return name[:50].rstrip("-")
 
 
+def _dns_name(value: str, pattern: re.Pattern, limit: int, problem: str, hint: str) -> str:
+    """`value` if it matches the DNS name rule `pattern` within `limit` characters, else UserError(problem)."""
+    if not pattern.fullmatch(value) or len(value) > limit:
+        raise UserError(problem, hint=hint)
+    return value
+
+
 def check_namespace(namespace: str) -> str:
-    if not DNS1123_LABEL.fullmatch(namespace) or len(namespace) > 63:
-        raise UserError(f"--namespace {namespace!r} is not a valid namespace name",
-                        hint="lowercase letters, digits and '-', starting and ending with a letter or digit, "
-                             "at most 63 characters (DNS-1123 label)")
-    return namespace
+    return _dns_name(namespace, DNS1123_LABEL, 63, f"--namespace {namespace!r} is not a valid namespace name",
+                     "lowercase letters, digits and '-', starting and ending with a letter or digit, "
+                     "at most 63 characters (DNS-1123 label)")
 
 
 def parse_mount(text: str, flag: str) -> Mount:
@@ -138,6 +162,75 @@ def parse_resource(text: str) -> tuple[str, int]:
     return name, int(count) if sep else 1
 
 
+def _check_label_key(key: str, flag: str, text: str) -> None:
+    """A label or taint key: [PREFIX/]NAME, PREFIX a DNS-1123 subdomain, NAME a qualified name."""
+    prefix, slash, name = key.rpartition("/")
+    if (not LABEL_NAME.fullmatch(name) or len(name) > 63
+            or (slash and (not DNS1123_SUBDOMAIN.fullmatch(prefix) or len(prefix) > 253))):
+        raise UserError(f"{flag} {text!r}: {key!r} is not a valid label key",
+                        hint="[PREFIX/]NAME: NAME at most 63 letters, digits, '-', '_' or '.', starting and ending "
+                             "with a letter or digit; PREFIX a DNS subdomain, e.g. nvidia.com/gpu.product")
+
+
+def _check_label_value(value: str, flag: str, text: str) -> None:
+    if value and (not LABEL_NAME.fullmatch(value) or len(value) > 63):
+        raise UserError(f"{flag} {text!r}: {value!r} is not a valid label value",
+                        hint="at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
+
+
+def parse_node_selector(items: tuple[str, ...]) -> dict[str, str]:
+    """--node-selector KEY=VALUE (repeatable): the pod's nodeSelector."""
+    selector: dict[str, str] = {}
+    for text in items:
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise UserError(f"--node-selector {text!r} is not KEY=VALUE",
+                            hint="e.g. --node-selector nvidia.com/gpu.product=NVIDIA-A100-SXM4-80GB")
+        _check_label_key(key, "--node-selector", text)
+        _check_label_value(value, "--node-selector", text)
+        if selector.get(key, value) != value:
+            raise UserError(f"--node-selector {key} is given twice ({selector[key]!r} and {value!r})",
+                            hint="a node has one value per label: give the key once")
+        selector[key] = value
+    return selector
+
+
+def parse_toleration(text: str) -> dict[str, str]:
+    """--toleration KEY[=VALUE]:EFFECT: Equal with a value, Exists without (as `kubectl taint` writes taints)."""
+    body, sep, effect = text.rpartition(":")
+    if not sep or effect not in TAINT_EFFECTS:
+        raise UserError(f"--toleration {text!r} is not KEY[=VALUE]:EFFECT with EFFECT one of {', '.join(TAINT_EFFECTS)}",
+                        hint="e.g. --toleration nvidia.com/gpu:NoSchedule or --toleration dedicated=training:NoExecute")
+    key, eq, value = body.partition("=")
+    _check_label_key(key, "--toleration", text)
+    _check_label_value(value, "--toleration", text)
+    if eq:
+        return {"key": key, "operator": "Equal", "value": value, "effect": effect}
+    return {"key": key, "operator": "Exists", "effect": effect}
+
+
+def check_secret_name(name: str) -> str:
+    return _dns_name(name, DNS1123_SUBDOMAIN, 253, f"--image-pull-secret {name!r} is not a valid Secret name",
+                     "lowercase letters, digits, '-' and '.', starting and ending with a letter or digit "
+                     "(DNS-1123 subdomain), e.g. --image-pull-secret registry-credentials")
+
+
+def parse_quantity(text: str, flag: str) -> str:
+    """--cpu / --memory: a positive Kubernetes quantity (8, 500m, 2.5; 32Gi, 64G), as given."""
+    example = "8 (or 7500m)" if flag == "--cpu" else "32Gi"
+    m = QUANTITY.fullmatch(text.strip())
+    if not m:
+        raise UserError(f"{flag} {text!r} is not a Kubernetes quantity", hint=f"e.g. {flag} {example}")
+    suffix = m.group("suffix") or ""
+    scale = 10 ** float(suffix[1:]) if suffix[:1] in ("e", "E") else QUANTITY_SUFFIXES[suffix]
+    value = float(m.group("number")) * scale
+    if flag == "--cpu" and value < 0.001:
+        raise UserError(f"{flag} {text!r} is less than 1m (a thousandth of a CPU)", hint=f"e.g. {flag} {example}")
+    if flag == "--memory" and value < 2 ** 20:
+        raise UserError(f"{flag} {text!r} is {value:g} bytes", hint=f"give a unit, e.g. {flag} {example}")
+    return text.strip()
+
+
 # ---------------------------------------------------------------- building
 
 
@@ -148,8 +241,9 @@ class Manifest:
     net_env: dict[str, str]  # the preset's host-independent variables (in the container env)
 
 
-def _net_args(spec: ManifestSpec, device: str) -> tuple[list[str], dict[str, str], list[str], str]:
-    """(trainctl train flags, container env, notes, the built-in preset it comes down to)."""
+def _pod_network(spec: ManifestSpec, device: str) -> tuple[NetworkOptions, list[str], dict[str, str], list[str], str]:
+    """(the network options the pods' trainctl gets, extra `--env` pairs for them, container env,
+    notes, the built-in preset it comes down to)."""
     notes: list[str] = []
     pod_net, kind, extra_env = spec.net, spec.net, []
     if spec.net not in netpresets.PRESETS:
@@ -170,9 +264,9 @@ def _net_args(spec: ManifestSpec, device: str) -> tuple[list[str], dict[str, str
                     notes.append(f"preset {user_name} removes {key}, which --env cannot express: the pods "
                                  f"keep {key} as the {kind} preset sets it")
             notes.append(f"preset file {path}: the pods get its base preset ({kind}) and its values as --env")
-    args: list[str] = []
     env: dict[str, str] = {}
     if kind == "auto":
+        pod_net = "auto"
         notes.append("--net auto: each pod chooses its preset from its own /sys/class/infiniband when it starts "
                      "(tcp, rdma or gpudirect; gloo on CPU), so the manifest sets no network variable and "
                      "requests no RDMA device; pass --net rdma (with --rdma-resource or --host-network) for RDMA")
@@ -182,26 +276,35 @@ def _net_args(spec: ManifestSpec, device: str) -> tuple[list[str], dict[str, str
                                    ifname=spec.ifname, hca=spec.hca, gid_index=spec.gid_index,
                                    gdr_level=spec.gdr_level, nccl_debug=spec.nccl_debug, strict=False)
         env = dict(net.env)
-        args += ["--net", pod_net]
         if spec.ifname is None and kind in ("tcp", "rdma", "gpudirect", "gloo"):
             notes.append(f"--net {kind}: each pod takes the interface of its default route (eth0 in the pod "
                          "network, the node's with --host-network); pass --ifname to name one")
-    for flag, value in (("--ifname", spec.ifname), ("--hca", spec.hca)):
-        if value:
-            args += [flag, value]
-    if spec.gid_index is not None:
-        args += ["--gid-index", str(spec.gid_index)]
-    if kind == "gpudirect" and spec.gdr_level != "PHB":
-        args += ["--gdr-level", spec.gdr_level]
-    if spec.nccl_debug:
-        args.append("--nccl-debug")
-    for pair in extra_env:
-        args += ["--env", pair]
-    return args, env, notes, kind
+    pods = NetworkOptions(net=pod_net, ifname=spec.ifname or None, hca=spec.hca or None, gid_index=spec.gid_index,
+                          gdr_level=spec.gdr_level if kind == "gpudirect" else NetworkOptions.gdr_level,
+                          nccl_debug=spec.nccl_debug)
+    return pods, extra_env, env, notes, kind
 
 
-def build(spec: ManifestSpec) -> Manifest:
-    """The PaddleJob as a dict; UserError for anything invalid (nothing is printed before)."""
+def pod_train_options(spec: ManifestSpec, network: NetworkOptions, extra_env: list[str]) -> dict[str, Any]:
+    """The `trainctl train` option values each pod runs with (by parameter name, in command-line order)."""
+    options: dict[str, Any] = {"config": spec.config, "launcher": "kubeflow", "resume": "auto"}
+    if spec.gpus_per_node:
+        options["gpus"] = ",".join(str(i) for i in range(spec.gpus_per_node))
+    else:
+        options["device"] = "cpu"
+    options.update({name: getattr(network, name) for name in NETWORK_FIELDS})
+    if spec.output:
+        options["output"] = posixpath.join(spec.output.path, spec.name)
+    options["env"] = (*extra_env, *spec.env)
+    options["overrides"] = tuple(spec.overrides)
+    return options
+
+
+def build(spec: ManifestSpec, train_words: Callable[[Mapping[str, Any]], list[str]]) -> Manifest:
+    """The PaddleJob as a dict; UserError for anything invalid (nothing is printed before).
+
+    `train_words` turns the pods' `trainctl train` option values into words
+    (`trainctl.cli.forward.train_words`, the one function that writes train's command line)."""
     if spec.nodes < 1:
         raise UserError(f"--nodes must be at least 1, not {spec.nodes}", hint="e.g. --nodes 2 (one pod per node)")
     if spec.gpus_per_node < 0:
@@ -216,8 +319,13 @@ def build(spec: ManifestSpec) -> Manifest:
     if spec.namespace is not None:
         check_namespace(spec.namespace)
     netpresets.parse_env_pairs(spec.env)  # KEY=VALUE check
+    node_selector = parse_node_selector(spec.node_selector)
+    tolerations = [parse_toleration(text) for text in spec.tolerations]
+    pull_secrets = [check_secret_name(name) for name in dict.fromkeys(spec.image_pull_secrets)]
+    requests = {key: parse_quantity(value, flag) for key, value, flag in
+                (("cpu", spec.cpu, "--cpu"), ("memory", spec.memory, "--memory")) if value is not None}
     device = "gpu" if spec.gpus_per_node else "cpu"
-    net_args, net_env, notes, kind = _net_args(spec, device)
+    network, extra_env, net_env, notes, kind = _pod_network(spec, device)
     rdma = kind in RDMA_PRESETS
     resource = parse_resource(spec.rdma_resource) if spec.rdma_resource else None
     if rdma and not resource and not spec.host_network:
@@ -235,30 +343,19 @@ def build(spec: ManifestSpec) -> Manifest:
                      "(and pods of a multi-pod job would disagree); give a ReadWriteMany claim, e.g. "
                      "--output-pvc train-output:/output")
 
-    args = ["train", "-c", spec.config, "--launcher", "kubeflow", "--resume", "auto"]
-    if spec.gpus_per_node:
-        args += ["--gpus", ",".join(str(i) for i in range(spec.gpus_per_node))]
-    else:
-        args += ["--device", "cpu"]
-    args += net_args
-    if spec.output:
-        args += ["--output", posixpath.join(spec.output.path, spec.name)]
-    for pair in spec.env:
-        args += ["--env", pair]
-    for override in spec.overrides:
-        args += ["-o", override]
-    args += list(spec.train_args)
+    args = ["train", *train_words(pod_train_options(spec, network, extra_env)), *spec.train_args]
 
     env = [{"name": k, "value": v} for k, v in net_env.items()]
     env += [
         {"name": "TRAINCTL_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "TRAINCTL_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
     ]
-    limits: dict[str, int] = {}
+    limits: dict[str, int | str] = {}
     if spec.gpus_per_node:
         limits[GPU_RESOURCE] = spec.gpus_per_node
     if resource:
         limits[resource[0]] = resource[1]
+    limits.update(requests)  # --cpu, --memory: request and limit alike
     container: dict = {
         "name": CONTAINER,
         "image": spec.image,
@@ -270,6 +367,8 @@ def build(spec: ManifestSpec) -> Manifest:
     }
     if limits:
         container["resources"] = {"limits": limits}
+    if requests:
+        container["resources"]["requests"] = dict(requests)
     volume_mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
     volumes: list[dict] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
     for label, mount in (("data", spec.data), ("output", spec.output)):
@@ -285,6 +384,12 @@ def build(spec: ManifestSpec) -> Manifest:
     if security:
         container["securityContext"] = security
     pod_spec: dict = {"containers": [container], "volumes": volumes}
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    if pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in pull_secrets]
     if spec.host_network:
         pod_spec["hostNetwork"] = True
         pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet"  # `<job>-worker-0` must still resolve

@@ -19,13 +19,13 @@ DEFAULT_CONNECT_TIMEOUT = 10
 # parameters of `train` that place this node among the others (set per host by the fan-out, by Slurm, by a PaddleJob)
 NODE_PARAMS = ("nnodes", "node_rank", "master", "host", "ips")
 PLACERS = ("slurm", "kubeflow")  # launchers that take the nodes (and devices) from their environment
-# parameters of `train` that belong to the fan-out itself (never forwarded)
-CLUSTER_PARAMS = ("hostfile", "hosts", "remote_workdir", "remote_python", "ssh_options", "ssh_port",
-                  "connect_timeout", "master_port", "no_preflight")
 
 
 @dataclass
 class ClusterOptions:
+    """The multi-host flags (`trainctl.cli.multihost.cluster_options`): the ssh fan-out's hosts and ssh
+    settings, and the master port for a fan-out or Slurm."""
+
     hostfile: str | None = None
     hosts: str | None = None
     remote_workdir: str | None = None
@@ -39,6 +39,10 @@ class ClusterOptions:
     @property
     def fanout(self) -> bool:
         return bool(self.hostfile or self.hosts)
+
+
+# parameters of `train` that belong to the fan-out itself (never forwarded)
+CLUSTER_PARAMS = tuple(ClusterOptions.__dataclass_fields__)
 
 
 def pop_cluster_options(kwargs: dict) -> ClusterOptions:

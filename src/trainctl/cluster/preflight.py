@@ -69,17 +69,17 @@ if args.get("config"):
     except Exception as exc:
         out["config_error"] = one_line(exc)
 try:
-    from trainctl.core import ppdet_source
+    from trainctl.core import ppdet_checks, ppdet_source
     src = ppdet_source.choose(args.get("ppdet"))
     out["ppdet"] = src.identity
     out["ppdet_description"] = src.describe()
     if src.kind == "missing":
         out["ppdet_error"] = src.describe()
     else:
-        missing = ppdet_source.missing_modules(src)
+        missing = ppdet_checks.missing_modules(src)
         if missing:
             out["ppdet_error"] = "ppdet cannot be imported, missing %s (%s)" % (
-                ", ".join(missing), ppdet_source.install_command(src, missing))
+                ", ".join(missing), ppdet_checks.install_command(src, missing))
 except Exception as exc:
     out["ppdet_error"] = one_line(exc)
 if args.get("port"):

@@ -1,4 +1,4 @@
-"""Restart with backoff: one loop for the single-node launcher (`launch/flow.py`, `--max-restarts`)
+"""Restart with backoff: one loop for the single-node launcher (`launch/attempts.py`, `--max-restarts`)
 and the ssh fan-out's controller (`cluster/fanout.run_fanout`), which restarts every host."""
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ MEASURED_PAIRS: tuple[MeasuredPair, ...] = (
         paddledet="2.6",
         verdict="shims",
         note="paddle 3.3.1 + paddledet 2.6.0 train, eval, export (new IR) and infer with trainctl's shims "
-        "(runner/compat.py; per family: docs/models.md)",
+        "(runner/compat/; per family: docs/models.md)",
     ),
 )
 

@@ -319,15 +319,15 @@ def run_paddle_check(python: str | None = None, with_ppdet: bool = True, timeout
 
 def ppdet_choice(flag: str | None = None, cwd: str | None = None) -> dict[str, Any]:
     """Which ppdet a run started here would use (core/ppdet_source.py's rule), and what it lacks."""
-    from trainctl.core import ppdet_source
+    from trainctl.core import ppdet_checks, ppdet_source
 
     try:
         src = ppdet_source.choose(flag, cwd=cwd)
     except TrainctlError as exc:
         return {"kind": "error", "description": exc.one_line(), "missing": [], "env": {}}
     out = src.to_dict()
-    out["missing"] = ppdet_source.missing_modules(src)
-    out["install"] = ppdet_source.install_command(src, out["missing"]) if out["missing"] else None
+    out["missing"] = ppdet_checks.missing_modules(src)
+    out["install"] = ppdet_checks.install_command(src, out["missing"]) if out["missing"] else None
     out["env"] = ppdet_source.worker_env(src, os.environ)
     return out
 

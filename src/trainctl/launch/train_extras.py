@@ -20,7 +20,7 @@ Measured facts this module relies on (paddle 3.3.1 CPU, paddledet 2.6.0 and deve
 - ppdet has no AMP dtype key: it always casts to float16. --amp-dtype bfloat16 is done by
   the worker (runner/train_extras.py).
 - ppdet passes master_grad to paddle.amp.decorate only when paddle's version starts with
-  "2.5" or "0.0"; on 3.x the worker's shim passes it (runner/compat.py).
+  "2.5" or "0.0"; on 3.x the worker's shim passes it (runner/compat/amp.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ model.pdmodel under the old one), model.pdiparams, infer_cfg.yml.
 
 The export runs as the loaded ppdet's own tools/export_model.py does on this paddle: `Trainer.export`
 with paddle's default IR (paddle 3: PIR, model.json) and `to_static(full_graph=True)`. The version
-shims it needs are keyed in runner/compat.py on what the loaded ppdet does (`pir_static_ops`:
+shims it needs are keyed in runner/compat/export_ir.py on what the loaded ppdet does (`pir_static_ops`:
 paddledet 2.6.0's NMS ops, which had no new-IR branch). No global IR switch is set: the old-IR
 switch trainctl used to set for every export broke every family but YOLOv3 (measured 2026-12-02).
 YOLOv3 alone exports in the old IR (model.pdmodel), the case measured to need it

@@ -16,7 +16,7 @@ The check runs model.onnx in ONNX Runtime and the Paddle model in Paddle Inferen
 preprocessed images and compares every detection the model returns (onnx_policy.compare_rows).
 
 Both run in a fresh `python -m trainctl.runner.onnx_export` process: `trainctl export` imports paddle
-with FLAGS_enable_pir_api=0 (the YOLOv3 export shim, runner/compat.py), and the translation to the new
+with FLAGS_enable_pir_api=0 (the YOLOv3 export shim, runner/compat/export_ir.py), and the translation to the new
 IR needs the default IR.
 """
 
@@ -146,7 +146,7 @@ def check_existing(model_dir: str, check_images: str | None, threads: int | None
 
 
 def child_env() -> dict:
-    """The environment for the conversion process: the old-IR export flag (runner/compat.py) left out."""
+    """The environment for the conversion process: the old-IR export flag (runner/compat/export_ir.py) left out."""
     from trainctl.runner import compat
 
     env = dict(os.environ)

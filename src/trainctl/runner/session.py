@@ -31,10 +31,10 @@ def use_source(src, announce: bool = False) -> None:
 
 def use_ppdet(flag: str | None):
     """For in-process commands (export, infer -c): the rule's choice, checked to import, activated."""
-    from trainctl.core import ppdet_source
+    from trainctl.core import ppdet_checks, ppdet_source
 
     src = ppdet_source.choose(flag)
-    ppdet_source.check_importable(src)
+    ppdet_checks.check_importable(src)
     use_source(src, announce=True)
     return src
 

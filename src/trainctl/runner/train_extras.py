@@ -5,7 +5,7 @@ to_static, fleet) are already in config.yml. Here is what ppdet's Trainer does n
 - `init_distributed`: fleet.init (tools/train.py's init_fleet_env) instead of
   init_parallel_env when the config says fleet;
 - `check_precision`: the device really has the AMP dtype (bfloat16 needs a GPU that has it);
-- `amp_settings`: bfloat16 and master_grad passed to paddle.amp (runner/compat.py);
+- `amp_settings`: bfloat16 and master_grad passed to paddle.amp (runner/compat/amp.py);
 - `build_slim`: ppdet.slim.build_slim_model with the pretrain_weights trainctl checked;
 - `StepProfiler`: paddle's profiler over a few iterations, its files in the run directory and
   one line on where the step time goes (data, forward, backward, optimizer).
